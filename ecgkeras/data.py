@@ -1,0 +1,359 @@
+"""PTB-XL as PhysioNet distributes it: metadata, labels, folds, signals and an on-disk cache.
+
+`load_ptbxl` is the entry point. It reads `ptbxl_database.csv` and `scp_statements.csv`,
+builds the multi-label target at the chosen level the way the PTB-XL benchmark does
+(Strodthoff et al. 2020: a code counts whatever its likelihood), reads the WFDB records
+with wfdb in parallel and caches the signal array as a memory-mappable `.npy`.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import logging
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, NamedTuple
+
+import numpy as np
+import pandas as pd
+import wfdb
+from tqdm.auto import tqdm
+
+from ecgkeras.errors import EcgkerasError
+from ecgkeras.files import atomic_write, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+LEADS: tuple[str, ...] = ("I", "II", "III", "AVR", "AVL", "AVF",
+                          "V1", "V2", "V3", "V4", "V5", "V6")
+LABEL_LEVELS: tuple[str, ...] = ("subclass", "superclass", "diagnostic", "form", "rhythm", "all")
+FILENAME_COLUMN: dict[int, str] = {100: "filename_lr", 500: "filename_hr"}
+DEFAULT_FOLDS: dict[str, tuple[int, ...]] = {
+    "train": (1, 2, 3, 4, 5, 6, 7, 8), "val": (9,), "test": (10,)}
+DATABASE_CSV = "ptbxl_database.csv"
+STATEMENTS_CSV = "scp_statements.csv"
+CACHE_FORMAT = 1
+HOW_TO_GET = ("get PTB-XL with `ecgkeras download --dest DIR`, make a synthetic copy with "
+              "`ecgkeras synth --out DIR`, or point PTBXL_DIR at an existing copy")
+
+
+class Part(NamedTuple):
+    """One split of the dataset: signals, labels and record ids."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    ecg_ids: np.ndarray
+
+
+@dataclass
+class PTBXL:
+    """PTB-XL records with multi-label targets at one label level.
+
+    `X` is float32 (records, time, 12 leads) in millivolts, `Y` is uint8 (records, classes)
+    with columns in the order of `classes`, `folds` holds each record's `strat_fold`.
+    """
+
+    X: np.ndarray
+    Y: np.ndarray
+    classes: list[str]
+    ecg_ids: np.ndarray
+    folds: np.ndarray
+    meta: pd.DataFrame
+    data_dir: Path
+    sampling_rate: int
+    label_level: str
+    split_folds: dict[str, tuple[int, ...]] = field(default_factory=lambda: dict(DEFAULT_FOLDS))
+    n_dropped: int = 0
+
+    def part(self, name: str) -> Part:
+        """The records of split `name` ('train', 'val' or 'test')."""
+        if name not in self.split_folds:
+            raise EcgkerasError(f"unknown split {name!r}: use one of {sorted(self.split_folds)}")
+        mask = np.isin(self.folds, self.split_folds[name])
+        return Part(self.X[mask], self.Y[mask], self.ecg_ids[mask])
+
+    @property
+    def train(self) -> Part:
+        return self.part("train")
+
+    @property
+    def val(self) -> Part:
+        return self.part("val")
+
+    @property
+    def test(self) -> Part:
+        return self.part("test")
+
+    def summary(self) -> pd.DataFrame:
+        """Positive records per class and split (a quick look at imbalance)."""
+        counts = {name: self.part(name).Y.sum(axis=0) for name in self.split_folds}
+        return pd.DataFrame(counts, index=pd.Index(self.classes, name="class")).astype(int)
+
+
+# --------------------------------------------------------------------------- metadata
+
+def _require_file(path: Path) -> Path:
+    if not path.parent.is_dir():
+        raise EcgkerasError(f"PTB-XL folder not found: {path.parent}; {HOW_TO_GET}")
+    if not path.is_file():
+        raise EcgkerasError(f"{path.name} missing in {path.parent}: not a PTB-XL folder; {HOW_TO_GET}")
+    return path
+
+
+def read_statements(data_dir: str | Path) -> pd.DataFrame:
+    """`scp_statements.csv` indexed by SCP code."""
+    path = _require_file(Path(data_dir) / STATEMENTS_CSV)
+    statements = pd.read_csv(path, index_col=0)
+    needed = {"diagnostic", "form", "rhythm", "diagnostic_class", "diagnostic_subclass"}
+    if missing := needed - set(statements.columns):
+        raise EcgkerasError(f"{path} lacks columns {sorted(missing)}: not PTB-XL's scp_statements.csv")
+    return statements
+
+
+def read_database(data_dir: str | Path) -> pd.DataFrame:
+    """`ptbxl_database.csv` indexed by ecg_id, with `scp_codes` parsed into dicts."""
+    path = _require_file(Path(data_dir) / DATABASE_CSV)
+    meta = pd.read_csv(path, index_col="ecg_id")
+    needed = {"scp_codes", "strat_fold", *FILENAME_COLUMN.values()}
+    if missing := needed - set(meta.columns):
+        raise EcgkerasError(f"{path} lacks columns {sorted(missing)}: not PTB-XL's ptbxl_database.csv")
+    try:
+        meta["scp_codes"] = meta["scp_codes"].map(ast.literal_eval)
+    except (ValueError, SyntaxError) as exc:
+        raise EcgkerasError(f"{path}: unreadable scp_codes entry ({exc}); restore the original file") from exc
+    return meta
+
+
+def code_to_class(statements: pd.DataFrame, level: str) -> dict[str, str]:
+    """Map each SCP code that counts at `level` to its class name."""
+    if level not in LABEL_LEVELS:
+        raise EcgkerasError(f"unknown label_level {level!r}: use one of {', '.join(LABEL_LEVELS)}")
+    diagnostic = statements[statements["diagnostic"] == 1]
+    if level == "subclass":
+        return diagnostic["diagnostic_subclass"].to_dict()
+    if level == "superclass":
+        return diagnostic["diagnostic_class"].to_dict()
+    if level == "all":
+        return {code: code for code in statements.index}
+    column = "diagnostic" if level == "diagnostic" else level
+    return {code: code for code in statements.index[statements[column] == 1]}
+
+
+def level_classes(statements: pd.DataFrame, level: str) -> list[str]:
+    """The sorted class list of `level`, independent of which records are loaded."""
+    return sorted(set(code_to_class(statements, level).values()))
+
+
+def label_matrix(scp_codes: Iterable[dict], statements: pd.DataFrame, level: str
+                 ) -> tuple[np.ndarray, list[str]]:
+    """Multi-hot labels (records x classes) and the class list; any likelihood counts."""
+    mapping = code_to_class(statements, level)
+    classes = level_classes(statements, level)
+    column = {name: i for i, name in enumerate(classes)}
+    rows = list(scp_codes)
+    Y = np.zeros((len(rows), len(classes)), dtype=np.uint8)
+    for i, codes in enumerate(rows):
+        for code in codes:
+            if code in mapping:
+                Y[i, column[mapping[code]]] = 1
+    return Y, classes
+
+
+# --------------------------------------------------------------------------- signals
+
+def read_record(path: str | Path, sampling_rate: int) -> np.ndarray:
+    """One WFDB record as float32 (time, 12) in mV, checked against its header."""
+    path = Path(path)
+    for suffix in (".hea", ".dat"):
+        if not path.with_suffix(suffix).is_file():
+            raise EcgkerasError(f"record file missing: {path.with_suffix(suffix)}; "
+                                "re-download PTB-XL or regenerate the dataset")
+    try:
+        record = wfdb.rdrecord(str(path), physical=False)
+    except Exception as exc:  # wfdb raises ValueError/IndexError/... on broken files
+        raise EcgkerasError(f"cannot read record {path}.dat ({exc}): the file is truncated or does "
+                            "not match its header; re-download it") from exc
+    if record.fs != sampling_rate:
+        raise EcgkerasError(f"record {path} is sampled at {record.fs:g} Hz, not {sampling_rate} Hz; "
+                            "pass the matching sampling_rate")
+    names = tuple(name.upper() for name in record.sig_name)
+    if names != LEADS:
+        raise EcgkerasError(f"record {path}.hea has leads {names}, expected PTB-XL's {LEADS}")
+    if record.d_signal.shape != (record.sig_len, len(LEADS)):
+        raise EcgkerasError(f"record {path}.dat holds {record.d_signal.shape[0]} samples but its header "
+                            f"says {record.sig_len}; re-download it")
+    if record.checksum is not None and record.calc_checksum() != record.checksum:
+        raise EcgkerasError(f"record {path}.dat does not match the checksums in its header "
+                            "(corrupt file); re-download it")
+    signal = record.dac(return_res=32)
+    if not np.isfinite(signal).all():
+        raise EcgkerasError(f"record {path}.dat contains non-finite samples; exclude or repair it")
+    return signal
+
+
+def read_signals(data_dir: str | Path, filenames: list[str], sampling_rate: int,
+                 n_jobs: int | None = None, progress: bool = True) -> np.ndarray:
+    """Read records in parallel (threads) into one float32 array (records, time, 12)."""
+    data_dir = Path(data_dir)
+    n_jobs = n_jobs or min(8, (os.cpu_count() or 1) + 2)
+    with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+        signals = pool.map(lambda name: read_record(data_dir / name, sampling_rate), filenames)
+        arrays = list(tqdm(signals, total=len(filenames), desc=f"reading {sampling_rate} Hz records",
+                           unit="ecg", disable=not progress))
+    lengths = {array.shape[0] for array in arrays}
+    if len(lengths) > 1:
+        raise EcgkerasError(f"records in {data_dir} have different lengths {sorted(lengths)}; "
+                            "PTB-XL records are all 10 s long")
+    return np.stack(arrays) if arrays else np.zeros((0, 0, len(LEADS)), np.float32)
+
+
+# --------------------------------------------------------------------------- cache
+
+def default_cache_dir() -> Path:
+    """`$ECGKERAS_CACHE`, else `~/.cache/ecgkeras`."""
+    return Path(os.environ.get("ECGKERAS_CACHE", Path.home() / ".cache" / "ecgkeras"))
+
+
+def _dataset_key(data_dir: Path, filenames: list[str], sampling_rate: int) -> str:
+    """Identity of a signal array: the database file's bytes, the record list and the rate."""
+    digest = hashlib.sha256((data_dir / DATABASE_CSV).read_bytes())
+    digest.update(json.dumps([CACHE_FORMAT, sampling_rate, filenames]).encode())
+    return digest.hexdigest()[:16]
+
+
+def _cache_paths(cache_dir: Path, key: str, sampling_rate: int) -> tuple[Path, Path]:
+    folder = cache_dir / f"ptbxl-{sampling_rate}hz-{key}"
+    return folder / "signals.npy", folder / "manifest.json"
+
+
+def _read_cache(signals_path: Path, manifest_path: Path, key: str) -> np.ndarray | None:
+    """The cached array (memory-mapped), or None if absent, broken or stale."""
+    if not manifest_path.exists():
+        if signals_path.exists():
+            warnings.warn(f"incomplete signal cache {signals_path.parent} (no manifest): rebuilding it")
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        signals = np.load(signals_path, mmap_mode="r")
+        valid = (manifest["key"] == key and list(signals.shape) == manifest["shape"]
+                 and str(signals.dtype) == manifest["dtype"]
+                 and signals_path.stat().st_size == manifest["bytes"])
+    except (OSError, ValueError, KeyError) as exc:
+        warnings.warn(f"broken signal cache {signals_path.parent} ({exc}): rebuilding it")
+        return None
+    if not valid:
+        warnings.warn(f"stale signal cache {signals_path.parent}: rebuilding it")
+        return None
+    return signals
+
+
+def _write_cache(signals: np.ndarray, signals_path: Path, manifest_path: Path, key: str) -> None:
+    """Signals first, manifest last: a cache counts as complete only once its manifest exists."""
+    signals_path.parent.mkdir(parents=True, exist_ok=True)
+    manifest_path.unlink(missing_ok=True)
+    atomic_write(signals_path, lambda handle: np.save(handle, signals))
+    manifest = {"key": key, "shape": list(signals.shape), "dtype": str(signals.dtype),
+                "bytes": signals_path.stat().st_size, "format": CACHE_FORMAT}
+    atomic_write_text(manifest_path, json.dumps(manifest))
+
+
+def load_signals(data_dir: str | Path, filenames: list[str], sampling_rate: int,
+                 cache_dir: str | Path | None = None, use_cache: bool = True,
+                 n_jobs: int | None = None, progress: bool = True) -> np.ndarray:
+    """Signals of `filenames`, from the cache when valid, else read with wfdb and cached."""
+    data_dir = Path(data_dir)
+    if not use_cache:
+        return read_signals(data_dir, filenames, sampling_rate, n_jobs, progress)
+    key = _dataset_key(data_dir, filenames, sampling_rate)
+    signals_path, manifest_path = _cache_paths(Path(cache_dir or default_cache_dir()), key, sampling_rate)
+    cached = _read_cache(signals_path, manifest_path, key)
+    if cached is not None:
+        log.info("signals from cache %s", signals_path)
+        return cached
+    signals = read_signals(data_dir, filenames, sampling_rate, n_jobs, progress)
+    _write_cache(signals, signals_path, manifest_path, key)
+    return np.load(signals_path, mmap_mode="r")
+
+
+# --------------------------------------------------------------------------- entry point
+
+def load_ptbxl(data_dir: str | Path, sampling_rate: int = 100, label_level: str = "subclass",
+               train_folds: Iterable[int] = DEFAULT_FOLDS["train"],
+               val_folds: Iterable[int] = DEFAULT_FOLDS["val"],
+               test_folds: Iterable[int] = DEFAULT_FOLDS["test"],
+               cache_dir: str | Path | None = None, use_cache: bool = True,
+               n_jobs: int | None = None, progress: bool = True) -> PTBXL:
+    """Load PTB-XL (or a synthetic copy in its layout) with labels at `label_level`.
+
+    Records without any label at that level are dropped (their number is in `n_dropped`).
+    Signals are cached under `cache_dir` (default `$ECGKERAS_CACHE` or `~/.cache/ecgkeras`).
+    """
+    if sampling_rate not in FILENAME_COLUMN:
+        raise EcgkerasError(f"sampling_rate={sampling_rate!r} is not available: PTB-XL has 100 or 500 Hz")
+    if label_level not in LABEL_LEVELS:
+        raise EcgkerasError(f"unknown label_level {label_level!r}: use one of {', '.join(LABEL_LEVELS)}")
+    split_folds = {"train": tuple(train_folds), "val": tuple(val_folds), "test": tuple(test_folds)}
+    used = [fold for folds in split_folds.values() for fold in folds]
+    if len(used) != len(set(used)):
+        raise EcgkerasError(f"train/val/test folds overlap: {split_folds}; give each fold to one split")
+
+    data_dir = Path(data_dir)
+    statements = read_statements(data_dir)
+    meta = read_database(data_dir)
+    Y, classes = label_matrix(meta["scp_codes"], statements, label_level)
+    keep = (Y.sum(axis=1) > 0) & meta["strat_fold"].isin(used).to_numpy()
+    n_dropped = int((~keep).sum())
+    if n_dropped:
+        log.warning("dropped %d of %d records with no %s label or outside the folds",
+                    n_dropped, len(meta), label_level)
+
+    filenames = meta[FILENAME_COLUMN[sampling_rate]].tolist()
+    signals = load_signals(data_dir, filenames, sampling_rate, cache_dir, use_cache, n_jobs, progress)
+    meta = meta[keep]
+    return PTBXL(X=np.asarray(signals[keep], dtype=np.float32), Y=Y[keep], classes=classes,
+                 ecg_ids=meta.index.to_numpy(), folds=meta["strat_fold"].to_numpy(), meta=meta,
+                 data_dir=data_dir, sampling_rate=sampling_rate, label_level=label_level,
+                 split_folds=split_folds, n_dropped=n_dropped)
+
+
+# --------------------------------------------------------------------------- standardization
+
+@dataclass
+class Standardizer:
+    """Per-lead mean and standard deviation, fitted on the training part only."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, X: np.ndarray) -> "Standardizer":
+        """Fit on (records, time, leads) signals."""
+        total = np.zeros(X.shape[-1])
+        squares = np.zeros(X.shape[-1])
+        for start in range(0, len(X), 1024):  # chunks keep memory flat on full PTB-XL at 500 Hz
+            chunk = np.asarray(X[start:start + 1024], dtype=np.float64).reshape(-1, X.shape[-1])
+            total += chunk.sum(axis=0)
+            squares += np.square(chunk).sum(axis=0)
+        count = X.shape[0] * X.shape[1]
+        mean = total / count
+        std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+        return cls(mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32))
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Standardized float32 copy of `X`."""
+        if X.shape[-1] != self.mean.shape[0]:
+            raise EcgkerasError(f"signals have {X.shape[-1]} leads, the standardizer was fitted "
+                                f"on {self.mean.shape[0]}")
+        return ((X - self.mean) / self.std).astype(np.float32)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, list[float]]) -> "Standardizer":
+        return cls(np.asarray(values["mean"], np.float32), np.asarray(values["std"], np.float32))
