@@ -264,3 +264,29 @@ def run_experiment(config: RunConfig, run_dir: str | Path, dataset: PTBXL | None
     }
     atomic_write_text(run_dir / RECORD_FILE, json.dumps(record, indent=2))
     return load_run(run_dir)
+
+
+def predict_record(run_dir: str | Path, record: str | Path) -> pd.DataFrame:
+    """Probabilities of one WFDB record under a run's model, standardization and tuned thresholds.
+
+    Rows are sorted by probability; `predicted` marks probabilities at or above the threshold.
+    """
+    import keras
+
+    from ecgkeras.data import read_record
+
+    run = load_run(run_dir)
+    config = run.config
+    signal = read_record(Path(record).with_suffix(""), config.sampling_rate)
+    expected = run.metrics["data"]["input_shape"]
+    crop = config.training.crop_length
+    if not crop and list(signal.shape) != expected:
+        raise EcgkerasError(f"record {record} has shape {signal.shape}, the model of {run_dir} expects "
+                            f"{tuple(expected)}")
+    model = keras.models.load_model(run.run_dir / "model.keras", compile=False)
+    X = run.standardizer.transform(signal[np.newaxis])
+    probs = predict_probabilities(model, X, crop_length=crop, window_stride=config.training.window_stride)[0]
+    thresholds = run.thresholds("tuned")
+    table = pd.DataFrame({"class": run.classes, "probability": probs, "threshold": thresholds,
+                          "predicted": probs >= thresholds})
+    return table.sort_values("probability", ascending=False, ignore_index=True)
