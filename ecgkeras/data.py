@@ -22,7 +22,7 @@ from typing import Iterable, NamedTuple
 import numpy as np
 import pandas as pd
 import wfdb
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.files import atomic_write, atomic_write_text
