@@ -211,6 +211,10 @@ def run_experiment(config: RunConfig, run_dir: str | Path, dataset: PTBXL | None
         if len(part.X) == 0:
             raise EcgkerasError(f"the {name} split of {config.data_dir} is empty: check the folds "
                                 f"{data.split_folds[name]} exist in ptbxl_database.csv")
+    crop = config.training.crop_length
+    if crop is not None and not 0 < crop <= train.X.shape[1]:
+        raise EcgkerasError(f"crop_length={crop} does not fit records of {train.X.shape[1]} samples: "
+                            "give a length between 1 and the record length, or None")
     standardizer = Standardizer.fit(train.X)
     train, val, test = (part._replace(X=standardizer.transform(part.X)) for part in (train, val, test))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,24 +113,36 @@ def run_study(data_dir: str | Path, study_dir: str | Path,
     seeds = [int(seed) for seed in seeds]
     if jobs < 1:
         raise EcgkerasError(f"--jobs {jobs}: give at least 1")
-    notebook_dir = study_dir / ".notebooks"
-    train_notebook = to_ipynb(TRAIN_NOTEBOOK, notebook_dir)
-    defaults = notebook_parameters(train_notebook)
-    parameters = dict(parameters or {})
-    unknown = set(parameters) - set(defaults)
-    if unknown or set(parameters) & set(RUN_OWNED):
-        bad = sorted(unknown | (set(parameters) & set(RUN_OWNED)))
+    with tempfile.TemporaryDirectory(prefix="ecgkeras-notebooks-") as tmp:
+        train_notebook = to_ipynb(TRAIN_NOTEBOOK, Path(tmp))
+        shared = _shared_parameters(train_notebook, parameters or {}, data_dir)
+        # Validate the data folder and build the signal cache once, before parallel runs read it.
+        load_ptbxl(shared["data_dir"], shared["sampling_rate"], shared["label_level"],
+                   cache_dir=shared["cache_dir"])
+        _check_study_file(study_dir, shared, allow_mixed)
+        result = _run_all(train_notebook, study_dir, architectures, seeds, shared, jobs, log_output)
+    if aggregate and (result.completed or result.skipped):
+        result.summary_dir = aggregate_study(study_dir, bootstrap_resamples=shared["bootstrap_resamples"],
+                                             log_output=log_output)
+    return result
+
+
+def _shared_parameters(notebook: Path, parameters: dict[str, Any], data_dir: str | Path) -> dict[str, Any]:
+    """The notebook's defaults overridden by `parameters`: what every run of the study shares."""
+    defaults = notebook_parameters(notebook)
+    bad = sorted((set(parameters) - set(defaults)) | (set(parameters) & set(RUN_OWNED)))
+    if bad:
         raise EcgkerasError(f"unknown or runner-owned notebook parameter(s) {bad}: valid names are "
                             f"{', '.join(sorted(set(defaults) - set(RUN_OWNED)))}")
     shared = {**defaults, **parameters, "data_dir": str(Path(data_dir).resolve())}
     for name in RUN_OWNED:
         shared.pop(name)
+    return shared
 
-    # Validate the data folder and build the signal cache once, before parallel runs read it.
-    load_ptbxl(shared["data_dir"], shared["sampling_rate"], shared["label_level"],
-               cache_dir=shared["cache_dir"])
-    _check_study_file(study_dir, shared, allow_mixed)
 
+def _run_all(train_notebook: Path, study_dir: Path, architectures: list[str], seeds: list[int],
+             shared: dict[str, Any], jobs: int, log_output: bool) -> StudyResult:
+    """Execute the missing runs (`jobs` at a time); complete ones are skipped."""
     result = StudyResult(study_dir)
     pending = []
     for architecture in architectures:
@@ -159,10 +172,6 @@ def run_study(data_dir: str | Path, study_dir: str | Path,
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         list(tqdm(pool.map(execute, pending), total=len(pending), desc="study runs", unit="run"))
-
-    if aggregate and (result.completed or result.skipped):
-        result.summary_dir = aggregate_study(study_dir, bootstrap_resamples=shared["bootstrap_resamples"],
-                                             log_output=log_output)
     return result
 
 
@@ -172,11 +181,11 @@ def aggregate_study(study_dir: str | Path, summary_dir: str | Path | None = None
     study_dir = Path(study_dir).resolve()
     summary_dir = Path(summary_dir).resolve() if summary_dir else study_dir / "summary"
     summary_dir.mkdir(parents=True, exist_ok=True)
-    notebook = to_ipynb(AGGREGATE_NOTEBOOK, study_dir / ".notebooks")
     try:
-        _execute(notebook, summary_dir / f"{AGGREGATE_NOTEBOOK}.ipynb",
-                 {"study_dir": str(study_dir), "summary_dir": str(summary_dir),
-                  "bootstrap_resamples": bootstrap_resamples}, log_output)
+        with tempfile.TemporaryDirectory(prefix="ecgkeras-notebooks-") as tmp:
+            _execute(to_ipynb(AGGREGATE_NOTEBOOK, Path(tmp)), summary_dir / f"{AGGREGATE_NOTEBOOK}.ipynb",
+                     {"study_dir": str(study_dir), "summary_dir": str(summary_dir),
+                      "bootstrap_resamples": bootstrap_resamples}, log_output)
     except papermill.PapermillExecutionError as exc:
         raise EcgkerasError(f"aggregation failed ({exc.ename}: {exc.evalue}); see "
                             f"{summary_dir / (AGGREGATE_NOTEBOOK + '.ipynb')}") from exc

@@ -1,0 +1,76 @@
+"""Metrics on small hand-worked examples, threshold tuning and bootstrap intervals."""
+
+import numpy as np
+import pytest
+
+from ecgkeras.evaluation import (all_metrics, bootstrap_intervals, paired_bootstrap, per_class_table,
+                                 ranking_metrics, threshold_metrics, tune_thresholds)
+
+# 4 records x 3 classes; class 2 has no positive record.
+Y_TRUE = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 0]])
+Y_PRED = np.array([[1, 0, 0], [0, 1, 0], [0, 1, 1], [0, 0, 0]])
+
+
+def test_threshold_metrics_by_hand():
+    m = threshold_metrics(Y_TRUE, Y_PRED)
+    assert m["hamming_loss"] == pytest.approx(2 / 12)  # one missed positive, one false positive
+    assert m["subset_accuracy"] == pytest.approx(2 / 4)  # records 0 and 3 exactly right
+    # micro: TP=3, FP=1, FN=1 -> precision = recall = F1 = 0.75
+    assert m["micro_precision"] == m["micro_recall"] == m["micro_f1"] == pytest.approx(0.75)
+    # macro F1: class 0 P=1 R=0.5 F1=2/3, class 1 F1=1, class 2 F1=0 (no positives, zero_division=0)
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 1 + 0) / 3)
+
+
+def test_ranking_metrics_leave_out_classes_without_positives():
+    y_prob = np.array([[0.9, 0.1, 0.2], [0.8, 0.7, 0.1], [0.3, 0.6, 0.9], [0.1, 0.2, 0.3]])
+    m = ranking_metrics(Y_TRUE, y_prob)
+    assert m["n_classes_scored"] == 2
+    # class 0 ranks perfectly (AUROC 1); class 1: positives 0.7, 0.6 vs negatives 0.1, 0.2 -> 1
+    assert m["macro_auroc"] == pytest.approx(1.0)
+    assert m["macro_auprc"] == pytest.approx(1.0)
+    worse = y_prob.copy()
+    worse[:, 1] = [0.9, 0.1, 0.6, 0.2]  # class 1: one negative (0.9) above both positives
+    m = ranking_metrics(Y_TRUE, worse)
+    # class 1 AUROC: pairs (pos>neg) 0.1>{0.9,0.2}: 0, 0.6>{0.9,0.2}: 1 -> 1/4
+    assert m["macro_auroc"] == pytest.approx((1 + 0.25) / 2)
+
+
+def test_thresholds_are_tuned_per_class_and_default_without_positives():
+    y_true = np.array([[1, 0], [1, 0], [0, 0], [0, 0]])
+    y_prob = np.array([[0.30, 0.9], [0.25, 0.1], [0.2, 0.2], [0.1, 0.3]])
+    thresholds = tune_thresholds(y_true, y_prob)
+    assert thresholds[0] == pytest.approx(0.25)  # the lowest threshold that keeps both positives and F1=1
+    assert thresholds[1] == 0.5  # no positive: the default, not a value fitted to noise
+    assert threshold_metrics(y_true[:, :1], (y_prob[:, :1] >= thresholds[0]).astype(int))["micro_f1"] == 1
+
+
+def test_per_class_table():
+    y_prob = np.array([[0.9, 0.1, 0.2], [0.4, 0.7, 0.1], [0.3, 0.6, 0.9], [0.1, 0.2, 0.3]])
+    table = per_class_table(Y_TRUE, y_prob, 0.5, ["A", "B", "C"])
+    assert table.loc["A", "support"] == 2 and table.loc["A", "recall"] == pytest.approx(0.5)
+    assert table.loc["B", "precision"] == pytest.approx(1.0)
+    assert np.isnan(table.loc["C", "auroc"]) and np.isnan(table.loc["C", "auprc"])
+    assert list(table["threshold"]) == [0.5, 0.5, 0.5]
+
+
+def test_bootstrap_interval_contains_the_estimate_and_is_reproducible():
+    rng = np.random.default_rng(0)
+    y_true = rng.integers(0, 2, (200, 4))
+    y_prob = np.clip(y_true * 0.6 + rng.normal(0.2, 0.25, y_true.shape), 0, 1)
+    point = all_metrics(y_true, y_prob, 0.5)
+    ci = bootstrap_intervals(y_true, y_prob, 0.5, n_resamples=100, seed=3)
+    for name in ("macro_auprc", "micro_f1", "hamming_loss"):
+        low, high = ci[name]
+        assert low < point[name] < high
+    assert ci == bootstrap_intervals(y_true, y_prob, 0.5, n_resamples=100, seed=3)
+
+
+def test_paired_bootstrap_detects_a_real_difference_and_not_a_null_one():
+    rng = np.random.default_rng(1)
+    y_true = rng.integers(0, 2, (300, 3))
+    good = np.clip(y_true * 0.7 + rng.normal(0.15, 0.15, y_true.shape), 0, 1)
+    noisy = np.clip(y_true * 0.2 + rng.normal(0.4, 0.25, y_true.shape), 0, 1)
+    better = paired_bootstrap(y_true, good, noisy, 0.5, 0.5, n_resamples=100).set_index("metric")
+    assert (better["difference"] > 0).all() and better["significant"].all()
+    same = paired_bootstrap(y_true, good, good, 0.5, 0.5, n_resamples=50).set_index("metric")
+    assert (same["difference"] == 0).all() and not same["significant"].any()
