@@ -9,10 +9,12 @@ with wfdb in parallel and caches the signal array as a memory-mappable `.npy`.
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -231,8 +233,18 @@ def _cache_paths(cache_dir: Path, key: str, sampling_rate: int) -> tuple[Path, P
     return folder / "signals.npy", folder / "manifest.json"
 
 
+def _remove_stale_temporaries(folder: Path, min_age_s: float = 600.0) -> None:
+    """Delete temporary files left by a killed cache write (old enough not to be in progress)."""
+    for tmp in folder.glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            if time.time() - tmp.stat().st_mtime > min_age_s:
+                warnings.warn(f"removing {tmp}, left by an interrupted cache write")
+                tmp.unlink()
+
+
 def _read_cache(signals_path: Path, manifest_path: Path, key: str) -> np.ndarray | None:
     """The cached array (memory-mapped), or None if absent, broken or stale."""
+    _remove_stale_temporaries(signals_path.parent)
     if not manifest_path.exists():
         if signals_path.exists():
             warnings.warn(f"incomplete signal cache {signals_path.parent} (no manifest): rebuilding it")
@@ -240,6 +252,8 @@ def _read_cache(signals_path: Path, manifest_path: Path, key: str) -> np.ndarray
     try:
         manifest = json.loads(manifest_path.read_text())
         signals = np.load(signals_path, mmap_mode="r")
+        if not isinstance(manifest, dict):
+            raise ValueError("manifest is not a JSON object")
         valid = (manifest["key"] == key and list(signals.shape) == manifest["shape"]
                  and str(signals.dtype) == manifest["dtype"]
                  and signals_path.stat().st_size == manifest["bytes"])

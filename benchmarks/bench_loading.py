@@ -1,0 +1,173 @@
+"""Loading speed of `load_ptbxl` on the real PTB-XL subset, each figure against a baseline run alongside.
+
+- first load: `load_ptbxl(..., use_cache=True)` into a fresh, empty cache folder (reads every record
+  with wfdb in threads, writes the cache) vs a plain serial loop of `wfdb.rdsamp` over the same records;
+- cached load: `load_ptbxl` again with that cache vs `numpy.load` of the same cache `.npy` into memory;
+- extrapolation of both times to the full PTB-XL (21,799 records), linear in the record count.
+
+Every timing is the median of `--repeats` runs (cached load and np.load: of `--repeats` x 5 runs, as they
+take milliseconds); the runs of a figure and its baseline alternate, so both see the same page-cache
+state. Usage:
+
+    .venv/bin/python benchmarks/bench_loading.py [--data-dir DIR] [--repeats 3] [--rates 100 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import wfdb
+
+from ecgkeras import data as ecg_data
+from ecgkeras.data import load_ptbxl
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_DIR = Path(os.environ.get("PTBXL_DIR", REPO.parent / "shared" / "ptbxl"))
+DEFAULT_OUT = REPO / "benchmarks" / "out" / "loading.json"
+FULL_RECORDS = 21_799  # PTB-XL's record count (v1.0.3)
+CACHED_TRIALS = 5  # cached load and np.load are timed this many times per repeat
+
+
+def _timed(function) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = function()
+    return time.perf_counter() - start, result
+
+
+def _rdsamp_loop(data_dir: Path, filenames: list[str]) -> int:
+    total = 0
+    for name in filenames:
+        signal, _ = wfdb.rdsamp(str(data_dir / name))
+        total += signal.shape[0]
+    return total
+
+
+def _metadata(data_dir: Path) -> None:
+    """CSV parsing and labels, as in `load_ptbxl`, without the signals."""
+    statements = ecg_data.read_statements(data_dir)
+    ecg_data.label_matrix(ecg_data.read_database(data_dir)["scp_codes"], statements, "subclass")
+
+
+def bench_rate(data_dir: Path, rate: int, repeats: int) -> dict:
+    """Timings for one sampling rate (seconds, medians over `repeats`)."""
+    database = pd.read_csv(data_dir / ecg_data.DATABASE_CSV, index_col="ecg_id")
+    filenames = database[ecg_data.FILENAME_COLUMN[rate]].tolist()
+    n = len(filenames)  # load_ptbxl reads (and caches) every record, dropped ones too
+    times: dict[str, list[float]] = {"rdsamp_loop": [], "first_load": [], "cached_load": [], "np_load": [],
+                                  "metadata": []}
+    n_loaded = cache_bytes = None
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory(prefix="ecgkeras-bench-") as cache_dir:
+            seconds, _ = _timed(lambda: _rdsamp_loop(data_dir, filenames))
+            times["rdsamp_loop"].append(seconds)
+            seconds, first = _timed(lambda: load_ptbxl(data_dir, rate, cache_dir=cache_dir,
+                                                       use_cache=True, progress=False))
+            times["first_load"].append(seconds)
+            (npy,) = Path(cache_dir).glob("ptbxl-*/signals.npy")
+            for _ in range(CACHED_TRIALS):  # sub-second figures: several alternating samples each
+                seconds, cached = _timed(lambda: load_ptbxl(data_dir, rate, cache_dir=cache_dir,
+                                                            use_cache=True, progress=False))
+                times["cached_load"].append(seconds)
+                seconds, raw = _timed(lambda: np.load(npy))  # the same bytes, read fully into memory
+                times["np_load"].append(seconds)
+                seconds, _ = _timed(lambda: _metadata(data_dir))  # the part of a cached load that is not the array
+                times["metadata"].append(seconds)
+                if not np.array_equal(cached.X, first.X) or raw.shape[0] != n:
+                    raise RuntimeError("cached load differs from first load")
+                del cached, raw
+            n_loaded, cache_bytes = len(first.ecg_ids), npy.stat().st_size
+            del first
+    median = {key: statistics.median(values) for key, values in times.items()}
+    return {
+        "sampling_rate": rate,
+        "records_read": n,
+        "records_returned": n_loaded,
+        "cache_bytes": cache_bytes,
+        "seconds": median,
+        "seconds_all": times,
+        "rdsamp_records_per_s": n / median["rdsamp_loop"],
+        "first_load_records_per_s": n / median["first_load"],
+        "first_load_speedup_vs_rdsamp": median["rdsamp_loop"] / median["first_load"],
+        "cached_load_records_per_s": n / median["cached_load"],
+        "cached_over_np_load": median["cached_load"] / median["np_load"],
+        "full_ptbxl_first_load_s": median["first_load"] * FULL_RECORDS / n,
+        "full_ptbxl_cached_load_s": median["cached_load"] * FULL_RECORDS / n,
+        "full_ptbxl_cache_gb": cache_bytes * FULL_RECORDS / n / 1e9,
+    }
+
+
+def run(data_dir: str | Path = DEFAULT_DATA_DIR, rates=(100, 500), repeats: int = 3) -> dict:
+    """Benchmark every rate in `rates`; returns the JSON-ready result."""
+    data_dir = Path(data_dir)
+    if not (data_dir / ecg_data.DATABASE_CSV).is_file():
+        raise SystemExit(f"PTB-XL not found at {data_dir} (pass --data-dir or set PTBXL_DIR)")
+    logger = logging.getLogger("ecgkeras")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # the per-load "dropped N records" notice
+    try:
+        results = [bench_rate(data_dir, int(rate), repeats) for rate in rates]
+    finally:
+        logger.setLevel(level)
+    return {
+        "benchmark": "loading",
+        "data_dir": str(data_dir),
+        "repeats": repeats,
+        "cached_trials_per_repeat": CACHED_TRIALS,
+        "full_records": FULL_RECORDS,
+        "n_jobs_default": min(8, (os.cpu_count() or 1) + 2),
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(), "numpy": np.__version__,
+                    "wfdb": getattr(wfdb, "__version__", "?")},
+        "rates": results,
+    }
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        f"Loading, real PTB-XL subset, median of {result['repeats']} repeats "
+        f"(cached load and np.load: {result['repeats'] * CACHED_TRIALS} samples) "
+        f"({result['machine']['cpu_count']} CPUs, n_jobs={result['n_jobs_default']})",
+        "",
+        "| rate | records | rdsamp loop rec/s | first load rec/s | first load vs rdsamp | "
+        "cached load s | of which CSVs+labels s | np.load s | cached / np.load | full PTB-XL first load | full PTB-XL cached load |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in result["rates"]:
+        s = r["seconds"]
+        lines.append(
+            f"| {r['sampling_rate']} Hz | {r['records_read']} | {r['rdsamp_records_per_s']:.0f} | "
+            f"{r['first_load_records_per_s']:.0f} | {r['first_load_speedup_vs_rdsamp']:.2f}x | "
+            f"{s['cached_load']:.3f} | {s['metadata']:.3f} | {s['np_load']:.3f} | {r['cached_over_np_load']:.2f}x | "
+            f"{r['full_ptbxl_first_load_s']:.0f} s | {r['full_ptbxl_cached_load_s']:.1f} s "
+            f"({r['full_ptbxl_cache_gb']:.1f} GB) |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rates", type=int, nargs="+", default=[100, 500], choices=[100, 500])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    result = run(args.data_dir, args.rates, args.repeats)
+    print(markdown(result))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwritten {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
