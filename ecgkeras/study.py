@@ -10,6 +10,7 @@ path of its executed notebook and does not stop the others.
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import shutil
@@ -66,8 +67,9 @@ def to_ipynb(name: str, out_dir: Path) -> Path:
 
 
 def notebook_parameters(notebook: Path) -> dict[str, Any]:
-    """The notebook's `parameters` cell as {name: default}."""
-    return {name: spec["default"] for name, spec in papermill.inspect_notebook(str(notebook)).items()}
+    """The notebook's `parameters` cell as {name: default value}."""
+    return {name: ast.literal_eval(spec["default"])
+            for name, spec in papermill.inspect_notebook(str(notebook)).items()}
 
 
 def _literal(value: str) -> Any:
