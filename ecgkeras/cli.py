@@ -15,7 +15,7 @@ DEMO_STUDY = Path("runs/demo")
 DEMO_RESULTS = Path("results/demo-synthetic")
 DEMO_RECORDS = 1200
 # Short settings so the seven paper architectures train in about 10 minutes on 2 CPU cores.
-DEMO_PARAMETERS = {"epochs": 12, "batch_size": 32, "patience": 4, "bootstrap_resamples": 200}
+DEMO_PARAMETERS = {"epochs": 20, "batch_size": 32, "patience": 5, "bootstrap_resamples": 200}
 
 
 def _download(args: argparse.Namespace) -> None:
