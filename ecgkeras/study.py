@@ -28,7 +28,7 @@ from ecgkeras.data import load_ptbxl
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.files import atomic_write_text
 from ecgkeras.models import PAPER_ARCHITECTURES, get_architecture
-from ecgkeras.runs import is_complete
+from ecgkeras.runs import find_runs, is_complete
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +181,8 @@ def aggregate_study(study_dir: str | Path, summary_dir: str | Path | None = None
                     bootstrap_resamples: int = 1000, log_output: bool = False) -> Path:
     """Execute the aggregation notebook on `study_dir`; returns the summary folder."""
     study_dir = Path(study_dir).resolve()
+    if not find_runs(study_dir):
+        raise EcgkerasError(f"no complete run in {study_dir}: run `ecgkeras study` first")
     summary_dir = Path(summary_dir).resolve() if summary_dir else study_dir / "summary"
     summary_dir.mkdir(parents=True, exist_ok=True)
     try:

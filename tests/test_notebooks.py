@@ -71,7 +71,7 @@ def test_interrupted_study_resumes_only_the_missing_runs(study, synthetic_ptbxl)
 def test_a_failed_run_is_reported_and_does_not_stop_the_others(synthetic_ptbxl, tmp_path):
     # crop_length longer than the records makes the training notebook fail inside the kernel
     result = run_study(synthetic_ptbxl, tmp_path / "s", architectures=["cnn"], seeds=[0, 1],
-                       parameters={**TINY, "crop_length": 5000}, aggregate=False)
+                       parameters={**TINY, "crop_length": 5000}, jobs=2, aggregate=False)
     assert len(result.failed) == 2 and not result.completed
     for run_dir, reason in result.failed.items():
         assert str(run_dir / "02_train_architecture.ipynb") in reason
