@@ -398,10 +398,16 @@ def _distinct(values: Iterable) -> str:
     return ", ".join(dict.fromkeys(str(value) for value in values))
 
 
+def _shown_path(path: str | Path) -> str:
+    """`path` relative to the working directory when inside it (summaries get copied and published)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
 def _readme(study_dir: Path, runs: list[RunRecord], files: dict[str, str], n_resamples: int) -> str:
     configs = [run.metrics["config"] for run in runs]
     data = [run.metrics["data"] for run in runs]
-    data_dirs = list(dict.fromkeys(config["data_dir"] for config in configs))
+    data_dirs = list(dict.fromkeys(_shown_path(config["data_dir"]) for config in configs))
     synthetic = [d for d in data_dirs if (Path(d) / MARKER_FILE).is_file()]
     lines = ["# Study summary", ""]
     if synthetic:
@@ -411,7 +417,7 @@ def _readme(study_dir: Path, runs: list[RunRecord], files: dict[str, str], n_res
     seeds = {}
     for run in runs:
         seeds.setdefault(run.metrics["architecture"]["display_name"], []).append(str(run.metrics["config"]["seed"]))
-    lines += [f"Study folder `{study_dir}`: {len(runs)} complete run(s), read from their run records "
+    lines += [f"Study folder `{_shown_path(study_dir)}`: {len(runs)} complete run(s), read from their run records "
               "(nothing was retrained).", ""]
     lines += [f"- {name}: seed(s) {', '.join(values)}" for name, values in seeds.items()]
     lines += ["", "## Data", "",
