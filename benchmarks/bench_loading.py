@@ -3,20 +3,32 @@
 - first load: `load_ptbxl(..., use_cache=True)` into a fresh, empty cache folder (reads every record
   with wfdb in threads, writes the cache) vs a plain serial loop of `wfdb.rdsamp` over the same records;
 - cached load: `load_ptbxl` again with that cache vs `numpy.load` of the same cache `.npy` into memory;
-- extrapolation of both times to the full PTB-XL (21,799 records), linear in the record count.
+- extrapolation of both times to the full PTB-XL (21,799 records), linear in the record count;
+- pools (on by default, `--no-pools` to skip): reading the same records with `ecgkeras.data.read_record`
+  serially, in `read_signals`'s thread pool, and in a `ProcessPoolExecutor` (spawn and forkserver contexts,
+  one worker per CPU, `map(..., chunksize=64)`), each stacked into one array. A process pool's time
+  includes starting it; its steady rate is timed again on the warm pool, and the full-PTB-XL
+  extrapolation is start-up + 21,799 records at the steady rate.
 
 Every timing is the median of `--repeats` runs (cached load and np.load: of `--repeats` x 5 runs, as they
 take milliseconds); the runs of a figure and its baseline alternate, so both see the same page-cache
 state. Usage:
 
     .venv/bin/python benchmarks/bench_loading.py [--data-dir DIR] [--repeats 3] [--rates 100 500]
+        [--no-pools | --pools-only] [--chunksize 64]
+
+The records are read from the page cache after the first repeat (73 MB here); a first read of the full
+PTB-XL from a cold disk can be bound by the disk instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import itertools
 import json
 import logging
+import multiprocessing
 import os
 import platform
 import statistics
@@ -37,6 +49,7 @@ DEFAULT_DATA_DIR = Path(os.environ.get("PTBXL_DIR", REPO.parent / "shared" / "pt
 DEFAULT_OUT = REPO / "benchmarks" / "out" / "loading.json"
 FULL_RECORDS = 21_799  # PTB-XL's record count (v1.0.3)
 CACHED_TRIALS = 5  # cached load and np.load are timed this many times per repeat
+POOL_CONTEXTS = ("spawn", "forkserver")
 
 
 def _timed(function) -> tuple[float, object]:
@@ -107,8 +120,61 @@ def bench_rate(data_dir: Path, rate: int, repeats: int) -> dict:
     }
 
 
-def run(data_dir: str | Path = DEFAULT_DATA_DIR, rates=(100, 500), repeats: int = 3) -> dict:
-    """Benchmark every rate in `rates`; returns the JSON-ready result."""
+def _read_serial(paths: list[Path], rate: int) -> np.ndarray:
+    return np.stack([ecg_data.read_record(path, rate) for path in paths])
+
+
+def _read_processes(pool: concurrent.futures.ProcessPoolExecutor, paths: list[Path], rate: int,
+                    chunksize: int) -> np.ndarray:
+    return np.stack(list(pool.map(ecg_data.read_record, paths, itertools.repeat(rate), chunksize=chunksize)))
+
+
+def bench_pools(data_dir: Path, rate: int, repeats: int, chunksize: int = 64,
+                workers: int | None = None) -> dict:
+    """Serial vs thread pool (`read_signals`) vs process pools, reading every record (seconds, medians)."""
+    database = pd.read_csv(data_dir / ecg_data.DATABASE_CSV, index_col="ecg_id")
+    filenames = database[ecg_data.FILENAME_COLUMN[rate]].tolist()
+    paths = [data_dir / name for name in filenames]
+    n, workers = len(paths), workers or os.cpu_count() or 1
+    times: dict[str, list[float]] = {"serial": [], "threads": []}
+    for context in POOL_CONTEXTS:
+        times[f"{context}_total"], times[f"{context}_warm"] = [], []
+    for _ in range(repeats):  # the modes alternate, so they see the same page-cache state
+        seconds, reference = _timed(lambda: _read_serial(paths, rate))
+        times["serial"].append(seconds)
+        seconds, threaded = _timed(lambda: ecg_data.read_signals(data_dir, filenames, rate, progress=False))
+        times["threads"].append(seconds)
+        results = [threaded]
+        for context in POOL_CONTEXTS:
+            start = time.perf_counter()  # start-up (interpreters, imports) is part of a first load
+            with concurrent.futures.ProcessPoolExecutor(workers, multiprocessing.get_context(context)) as pool:
+                results.append(_read_processes(pool, paths, rate, chunksize))
+                times[f"{context}_total"].append(time.perf_counter() - start)
+                seconds, _ = _timed(lambda: _read_processes(pool, paths, rate, chunksize))
+                times[f"{context}_warm"].append(seconds)
+        if not all(np.array_equal(result, reference) for result in results):
+            raise RuntimeError("pools read different signals than the serial loop")
+        del results, threaded, reference
+    median = {key: statistics.median(values) for key, values in times.items()}
+    full = {"serial": median["serial"] * FULL_RECORDS / n, "threads": median["threads"] * FULL_RECORDS / n}
+    startup = {}
+    for context in POOL_CONTEXTS:
+        startup[context] = max(0.0, median[f"{context}_total"] - median[f"{context}_warm"])
+        full[context] = startup[context] + median[f"{context}_warm"] * FULL_RECORDS / n
+    return {
+        "sampling_rate": rate, "records": n, "workers": workers, "chunksize": chunksize,
+        "thread_jobs": min(8, (os.cpu_count() or 1) + 2),
+        "seconds": median, "seconds_all": times, "startup_s": startup,
+        "speedup_vs_serial": {key: median["serial"] / value for key, value in median.items()},
+        "speedup_vs_threads": {key: median["threads"] / value for key, value in median.items()},
+        "full_ptbxl_s": full,
+        "full_ptbxl_speedup_vs_threads": {key: full["threads"] / value for key, value in full.items()},
+    }
+
+
+def run(data_dir: str | Path = DEFAULT_DATA_DIR, rates=(100, 500), repeats: int = 3, *, loads: bool = True,
+        pools: bool = True, chunksize: int = 64) -> dict:
+    """Benchmark every rate in `rates` (`loads`: load_ptbxl; `pools`: threads vs processes); JSON-ready."""
     data_dir = Path(data_dir)
     if not (data_dir / ecg_data.DATABASE_CSV).is_file():
         raise SystemExit(f"PTB-XL not found at {data_dir} (pass --data-dir or set PTBXL_DIR)")
@@ -116,7 +182,8 @@ def run(data_dir: str | Path = DEFAULT_DATA_DIR, rates=(100, 500), repeats: int 
     level = logger.level
     logger.setLevel(logging.ERROR)  # the per-load "dropped N records" notice
     try:
-        results = [bench_rate(data_dir, int(rate), repeats) for rate in rates]
+        results = [bench_rate(data_dir, int(rate), repeats) for rate in rates] if loads else []
+        pool_results = [bench_pools(data_dir, int(rate), repeats, chunksize) for rate in rates] if pools else []
     finally:
         logger.setLevel(level)
     return {
@@ -130,6 +197,7 @@ def run(data_dir: str | Path = DEFAULT_DATA_DIR, rates=(100, 500), repeats: int 
                     "python": platform.python_version(), "numpy": np.__version__,
                     "wfdb": getattr(wfdb, "__version__", "?")},
         "rates": results,
+        "pools": pool_results,
     }
 
 
@@ -151,6 +219,31 @@ def markdown(result: dict) -> str:
             f"{s['cached_load']:.3f} | {s['metadata']:.3f} | {s['np_load']:.3f} | {r['cached_over_np_load']:.2f}x | "
             f"{r['full_ptbxl_first_load_s']:.0f} s | {r['full_ptbxl_cached_load_s']:.1f} s "
             f"({r['full_ptbxl_cache_gb']:.1f} GB) |")
+    if not result["rates"]:
+        lines = []
+    if result.get("pools"):
+        p0 = result["pools"][0]
+        lines += ([""] if lines else []) + [
+            f"Reading every record with `read_record`, serial vs thread pool (`read_signals`, {p0['thread_jobs']} "
+            f"threads) vs process pools ({p0['workers']} workers, chunksize {p0['chunksize']}), median of "
+            f"{result['repeats']}; a process pool's time includes its start-up (in parentheses), \"warm\" is a "
+            f"second map on the running pool; full PTB-XL = start-up + {FULL_RECORDS:,} records at the warm rate.",
+            "",
+            "| rate | records | serial s | threads s | spawn s (start-up) | forkserver s (start-up) | "
+            "spawn warm s | forkserver warm s | threads vs serial | spawn vs threads | forkserver vs threads | "
+            "full PTB-XL threads | full PTB-XL spawn | full PTB-XL forkserver |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for p in result["pools"]:
+            s, up, full = p["seconds"], p["startup_s"], p["full_ptbxl_s"]
+            vs = p["speedup_vs_threads"]
+            lines.append(
+                f"| {p['sampling_rate']} Hz | {p['records']} | {s['serial']:.2f} | {s['threads']:.2f} | "
+                f"{s['spawn_total']:.2f} ({up['spawn']:.2f}) | {s['forkserver_total']:.2f} ({up['forkserver']:.2f}) | "
+                f"{s['spawn_warm']:.2f} | {s['forkserver_warm']:.2f} | {p['speedup_vs_serial']['threads']:.2f}x | "
+                f"{vs['spawn_total']:.2f}x | {vs['forkserver_total']:.2f}x | {full['threads']:.0f} s | "
+                f"{full['spawn']:.0f} s ({p['full_ptbxl_speedup_vs_threads']['spawn']:.2f}x) | "
+                f"{full['forkserver']:.0f} s ({p['full_ptbxl_speedup_vs_threads']['forkserver']:.2f}x) |")
     return "\n".join(lines)
 
 
@@ -159,9 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rates", type=int, nargs="+", default=[100, 500], choices=[100, 500])
+    parser.add_argument("--no-pools", action="store_true", help="skip the threads-vs-processes comparison")
+    parser.add_argument("--pools-only", action="store_true", help="only the threads-vs-processes comparison")
+    parser.add_argument("--chunksize", type=int, default=64, help="process pool map chunksize")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
-    result = run(args.data_dir, args.rates, args.repeats)
+    result = run(args.data_dir, args.rates, args.repeats, loads=not args.pools_only, pools=not args.no_pools,
+                 chunksize=args.chunksize)
     print(markdown(result))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
