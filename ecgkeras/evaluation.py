@@ -101,16 +101,31 @@ def per_class_table(y_true: np.ndarray, y_prob: np.ndarray, thresholds: np.ndarr
     }, index=pd.Index(classes, name="class"))
 
 
-def bootstrap_intervals(y_true: np.ndarray, y_prob: np.ndarray, thresholds: np.ndarray | float,
+def bootstrap_intervals(y_true: np.ndarray, y_prob: np.ndarray, thresholds: dict[str, np.ndarray | float],
                         n_resamples: int = 1000, seed: int = 0, level: float = 0.95,
-                        metrics: tuple[str, ...] = HEADLINE_METRICS) -> dict[str, list[float]]:
-    """Percentile bootstrap intervals (records resampled with replacement) for `metrics`."""
+                        metrics: tuple[str, ...] = HEADLINE_METRICS) -> dict[str, dict[str, list[float]]]:
+    """Percentile bootstrap intervals of `metrics` for each threshold policy in `thresholds`.
+
+    Records are resampled with replacement; all policies share the resamples, and the
+    ranking metrics (which no threshold changes) are computed once per resample.
+    """
     if n_resamples <= 0:
         return {}
-    samples = _bootstrap(y_true, lambda idx: all_metrics(y_true[idx], y_prob[idx], thresholds),
-                         n_resamples, seed)
+
+    def statistic(idx: np.ndarray) -> dict[str, float]:
+        ranking = ranking_metrics(y_true[idx], y_prob[idx])
+        values = {}
+        for policy, cutoffs in thresholds.items():
+            for name, value in {**threshold_metrics(y_true[idx], binarize(y_prob[idx], cutoffs)),
+                                **ranking}.items():
+                values[f"{policy}/{name}"] = value
+        return values
+
+    samples = _bootstrap(y_true, statistic, n_resamples, seed)
     tail = (1 - level) / 2 * 100
-    return {name: np.nanpercentile(samples[name], [tail, 100 - tail]).tolist() for name in metrics}
+    return {policy: {name: np.nanpercentile(samples[f"{policy}/{name}"], [tail, 100 - tail]).tolist()
+                     for name in metrics}
+            for policy in thresholds}
 
 
 def paired_bootstrap(y_true: np.ndarray, prob_a: np.ndarray, prob_b: np.ndarray,

@@ -228,9 +228,9 @@ def run_experiment(config: RunConfig, run_dir: str | Path, dataset: PTBXL | None
     test_prob = predict_probabilities(model, test.X, **crop)
     thresholds = {"fixed": np.full(len(data.classes), 0.5), "tuned": tune_thresholds(val.Y, val_prob)}
     test_metrics = _split_metrics(test.Y, test_prob, thresholds)
-    for policy, values in thresholds.items():
-        test_metrics[policy]["ci95"] = bootstrap_intervals(test.Y, test_prob, values,
-                                                           config.bootstrap_resamples, seed=config.seed)
+    intervals = bootstrap_intervals(test.Y, test_prob, thresholds, config.bootstrap_resamples, seed=config.seed)
+    for policy in thresholds:
+        test_metrics[policy]["ci95"] = intervals.get(policy, {})
 
     def save_predictions(handle) -> None:
         np.savez_compressed(handle, classes=np.asarray(data.classes),

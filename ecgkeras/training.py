@@ -40,7 +40,7 @@ class TrainingConfig:
     lr_patience: int = 3
     lr_factor: float = 0.5
     min_learning_rate: float = 1e-5
-    jit_compile: bool = False  # XLA; off by default because it disables deterministic ops
+    jit_compile: bool = False  # XLA; needs deterministic=False (Keras turns XLA off under op determinism)
     deterministic: bool = True
     verbose: int = 2  # Keras fit verbosity: 1 progress bar, 2 one line per epoch
 
@@ -50,6 +50,9 @@ class TrainingConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise EcgkerasError(f"{name}={getattr(self, name)} must be at least 1")
+        if self.jit_compile and self.deterministic:
+            raise EcgkerasError("jit_compile=True has no effect with deterministic=True (Keras disables XLA "
+                                "under op determinism): also pass deterministic=False")
         if self.learning_rate <= 0:
             raise EcgkerasError(f"learning_rate={self.learning_rate} must be positive")
 

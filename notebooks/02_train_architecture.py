@@ -34,7 +34,8 @@ loss = "bce"  # bce, weighted_bce or focal
 patience = 8  # early stopping on validation macro-AUPRC
 lr_patience = 3
 crop_length = None  # random crops of this many samples while training; None: full records
-jit_compile = False
+jit_compile = False  # XLA; measured slower on CPU (benchmarks/RESULTS.md); needs deterministic = False
+deterministic = True  # deterministic TensorFlow ops: the same seed gives the same metrics
 # model
 filters = [64, 64, 128, 128]
 kernel_sizes = [7, 5, 5, 3]
@@ -57,8 +58,8 @@ config = RunConfig.from_parameters(
     data_dir=data_dir, sampling_rate=sampling_rate, label_level=label_level, architecture=architecture,
     seed=seed, cache_dir=cache_dir, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
     loss=loss, patience=patience, lr_patience=lr_patience, crop_length=crop_length,
-    jit_compile=jit_compile, filters=filters, kernel_sizes=kernel_sizes, rnn_units=rnn_units,
-    rnn_dropout=rnn_dropout, depth=depth, head_units=head_units, dropout=dropout,
+    jit_compile=jit_compile, deterministic=deterministic, filters=filters, kernel_sizes=kernel_sizes,
+    rnn_units=rnn_units, rnn_dropout=rnn_dropout, depth=depth, head_units=head_units, dropout=dropout,
     bootstrap_resamples=bootstrap_resamples)
 
 # %% [markdown]

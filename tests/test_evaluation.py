@@ -58,11 +58,13 @@ def test_bootstrap_interval_contains_the_estimate_and_is_reproducible():
     y_true = rng.integers(0, 2, (200, 4))
     y_prob = np.clip(y_true * 0.6 + rng.normal(0.2, 0.25, y_true.shape), 0, 1)
     point = all_metrics(y_true, y_prob, 0.5)
-    ci = bootstrap_intervals(y_true, y_prob, 0.5, n_resamples=100, seed=3)
+    ci = bootstrap_intervals(y_true, y_prob, {"fixed": 0.5, "strict": 0.9}, n_resamples=100, seed=3)
     for name in ("macro_auprc", "micro_f1", "hamming_loss"):
-        low, high = ci[name]
+        low, high = ci["fixed"][name]
         assert low < point[name] < high
-    assert ci == bootstrap_intervals(y_true, y_prob, 0.5, n_resamples=100, seed=3)
+    assert ci["fixed"]["macro_auprc"] == ci["strict"]["macro_auprc"]  # ranking metrics ignore thresholds
+    assert ci["fixed"]["micro_f1"] != ci["strict"]["micro_f1"]
+    assert ci == bootstrap_intervals(y_true, y_prob, {"fixed": 0.5, "strict": 0.9}, n_resamples=100, seed=3)
 
 
 def test_paired_bootstrap_detects_a_real_difference_and_not_a_null_one():

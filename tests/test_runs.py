@@ -105,3 +105,9 @@ def test_unknown_parameters_are_refused():
         RunConfig.from_parameters(data_dir="x", architecture="cnn-tcn")
     with pytest.raises(EcgkerasError, match="unknown loss"):
         RunConfig.from_parameters(data_dir="x", loss="hinge")
+
+
+def test_xla_without_turning_determinism_off_is_refused():
+    with pytest.raises(EcgkerasError, match="deterministic=False"):
+        RunConfig.from_parameters(data_dir="x", jit_compile=True)
+    assert RunConfig.from_parameters(data_dir="x", jit_compile=True, deterministic=False).training.jit_compile
