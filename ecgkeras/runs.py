@@ -75,9 +75,8 @@ class RunConfig:
                                 f"{', '.join(sorted(run_names | set(MODEL_PARAMETERS) | set(TRAINING_PARAMETERS)))}")
         model = {k: v for k, v in params.items() if k in MODEL_PARAMETERS and v is not None}
         training = TrainingConfig(**{k: v for k, v in params.items() if k in TRAINING_PARAMETERS})
-        folds = {k: tuple(params.pop(k)) for k in ("train_folds", "val_folds", "test_folds") if k in params}
-        run = {k: v for k, v in params.items() if k in run_names}
-        return cls(**{**run, **folds}, model=model, training=training)
+        run = {k: tuple(v) if k.endswith("_folds") else v for k, v in params.items() if k in run_names}
+        return cls(**run, model=model, training=training)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -89,13 +88,6 @@ class RunConfig:
         for key in ("train_folds", "val_folds", "test_folds"):
             values[key] = tuple(values[key])
         return cls(**values)
-
-    def comparable_dict(self) -> dict[str, Any]:
-        """The settings that runs of one study must share (everything but architecture and seed)."""
-        values = self.to_dict()
-        for key in ("architecture", "seed", "cache_dir"):
-            values.pop(key)
-        return values
 
 
 def library_versions() -> dict[str, str]:
