@@ -32,7 +32,7 @@ from ecgkeras.errors import EcgkerasError
 from ecgkeras.files import atomic_write, atomic_write_text
 from ecgkeras.evaluation import all_metrics, bootstrap_intervals, per_class_table, tune_thresholds
 from ecgkeras.models import build_model, get_architecture
-from ecgkeras.training import TrainingConfig, predict_probabilities, train_model
+from ecgkeras.training import TrainingConfig, predict_probabilities, set_seed, train_model
 
 RECORD_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.npz"
@@ -211,6 +211,7 @@ def run_experiment(config: RunConfig, run_dir: str | Path, dataset: PTBXL | None
     train, val, test = (part._replace(X=standardizer.transform(part.X)) for part in (train, val, test))
 
     input_length = config.training.crop_length or train.X.shape[1]
+    set_seed(config.seed, config.training.deterministic)  # before building: initial weights are random too
     model = build_model(config.architecture, (input_length, train.X.shape[2]), len(data.classes),
                         sampling_rate=config.sampling_rate, **config.model)
     history = train_model(model, train, val, run_dir, config.training, seed=config.seed)

@@ -159,7 +159,8 @@ def train_model(model: keras.Model, train: Part, val: Part, out_dir: str | Path,
     """Compile and fit `model`; returns the history (one row per epoch).
 
     The best model (by validation macro-AUPRC) is restored in memory and saved as
-    `out_dir/model.keras`; the history is written to `out_dir/history.csv`.
+    `out_dir/model.keras`; the history is written to `out_dir/history.csv`. `seed` fixes the
+    shuffling; call `set_seed` before `build_model` to fix the initial weights too.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
