@@ -79,6 +79,12 @@ def _ordered_runs(runs: Iterable[RunRecord]) -> list[RunRecord]:
     return ordered
 
 
+def _shown_path(path: str | Path) -> str:
+    """`path` relative to the working directory when inside it (summaries get copied and published)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
 def runs_frame(runs: Sequence[RunRecord], split: str = "test") -> pd.DataFrame:
     """One row per (architecture, seed, policy): headline metrics on `split`, size and timings."""
     rows = []
@@ -92,7 +98,7 @@ def runs_frame(runs: Sequence[RunRecord], split: str = "test") -> pd.DataFrame:
                          "n_parameters": int(run.metrics["n_parameters"]),
                          "seconds_per_epoch": float(timings["seconds_per_epoch"]),
                          "inference_ms_per_ecg": float(timings["inference_ms_per_ecg"]),
-                         "run_dir": str(run.run_dir)})
+                         "run_dir": _shown_path(run.run_dir)})
     columns = ["architecture", "display_name", "seed", "policy", *HEADLINE_METRICS, "n_parameters",
                "seconds_per_epoch", "inference_ms_per_ecg", "run_dir"]
     return pd.DataFrame(rows, columns=columns)
@@ -396,12 +402,6 @@ def plot_paired_comparison(comparison: pd.DataFrame) -> plt.Figure:
 
 def _distinct(values: Iterable) -> str:
     return ", ".join(dict.fromkeys(str(value) for value in values))
-
-
-def _shown_path(path: str | Path) -> str:
-    """`path` relative to the working directory when inside it (summaries get copied and published)."""
-    path = Path(path).resolve()
-    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 
 def _readme(study_dir: Path, runs: list[RunRecord], files: dict[str, str], n_resamples: int) -> str:
