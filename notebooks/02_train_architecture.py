@@ -34,7 +34,7 @@ loss = "bce"  # bce, weighted_bce or focal
 patience = 8  # early stopping on validation macro-AUPRC
 lr_patience = 3
 crop_length = None  # random crops of this many samples while training; None: full records
-jit_compile = False  # XLA; measured slower on CPU (benchmarks/RESULTS.md); needs deterministic = False
+jit_compile = False  # XLA; measured slower on CPU (benchmarks/RESULTS.md); needs deterministic off
 deterministic = True  # deterministic TensorFlow ops: the same seed gives the same metrics
 # model
 filters = [64, 64, 128, 128]
