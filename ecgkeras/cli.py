@@ -50,6 +50,17 @@ def _architectures(args: argparse.Namespace) -> None:
         print(f"{name:<15} {arch.display_name:<15} {'yes' if arch.in_paper else '':<6} {params:>10,}")
 
 
+def _parameters(args: argparse.Namespace) -> None:
+    from ecgkeras.runs import RunConfig
+    from ecgkeras.schema import describe_parameters
+
+    print("Run parameters: `ecgkeras study -p NAME VALUE` (VALUE as JSON: 0.001, [1, 2], null, true, or "
+          "plain text), the training notebook's parameters cell, or RunConfig.from_parameters(NAME=VALUE).")
+    for part, schema in RunConfig.parts().items():
+        print(f"\n{part}:")
+        print("\n".join(f"  {line}" for line in describe_parameters(schema)))
+
+
 def _study(args: argparse.Namespace) -> None:
     from ecgkeras.models import PAPER_ARCHITECTURES
     from ecgkeras.study import parse_parameters, publish_summary, run_study
@@ -117,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     archs = commands.add_parser("architectures", help="list the registered architectures")
     archs.set_defaults(handler=_architectures)
 
+    params = commands.add_parser("parameters", help="list every run parameter: type, default, range")
+    params.set_defaults(handler=_parameters)
+
     study = commands.add_parser("study", help="run architectures x seeds with papermill, then aggregate")
     study.add_argument("--data-dir", type=Path, help="PTB-XL folder")
     study.add_argument("--out", type=Path, help="study folder (runs and summary)")
@@ -128,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--epochs", type=int)
     study.add_argument("--jobs", type=int, default=1, help="runs executed in parallel")
     study.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                       help="notebook parameter (JSON value), e.g. -p learning_rate 0.0005")
+                       help="run parameter (JSON value), e.g. -p learning_rate 0.0005; see `ecgkeras parameters`")
     study.add_argument("--allow-mixed", action="store_true", help="add runs of a different configuration")
     study.add_argument("--verbose", action="store_true", help="stream the notebooks' output")
     study.set_defaults(handler=_study)
@@ -156,6 +170,10 @@ def main(argv: list[str] | None = None) -> None:
         args.handler(args)
     except EcgkerasError as exc:
         print(f"ecgkeras: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as exc:  # a folder the user named cannot be written or read
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"ecgkeras: error: cannot use{where}: {exc.strerror or exc}; choose another location", file=sys.stderr)
         sys.exit(2)
 
 

@@ -19,6 +19,7 @@ from sklearn.metrics import (accuracy_score, average_precision_score, f1_score, 
 
 HEADLINE_METRICS: tuple[str, ...] = ("hamming_loss", "macro_auprc", "micro_f1", "subset_accuracy",
                                      "macro_auroc", "macro_f1")
+LOWER_IS_BETTER = frozenset({"hamming_loss"})
 
 
 def scorable_classes(y_true: np.ndarray) -> np.ndarray:

@@ -20,12 +20,13 @@ Defaults (chosen for PTB-XL at 100 Hz, 10 s = 1000 samples):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, ClassVar, Sequence
 
 import keras
 from keras import layers
 
 from ecgkeras.errors import EcgkerasError
+from ecgkeras.schema import Schema, parameter
 
 RECURRENT_CELLS = {"lstm": layers.LSTM, "gru": layers.GRU}
 
@@ -66,12 +67,32 @@ def get_architecture(name: str) -> Architecture:
     return ARCHITECTURES[name]
 
 
+@dataclass
+class ModelConfig(Schema):
+    """The builder's hyperparameters, shared by every architecture (defaults for 100 Hz input)."""
+
+    kind: ClassVar[str] = "model parameter"
+
+    filters: tuple[int, ...] = parameter((64, 64, 128, 128), "filters of each conv block", minimum=1)
+    kernel_sizes: tuple[int, ...] = parameter((7, 5, 5, 3), "kernel size of each conv block", minimum=1)
+    pool_size: int = parameter(2, "max-pooling factor after each conv block", minimum=1)
+    rnn_units: int = parameter(64, "units of each recurrent layer (per direction)", minimum=1)
+    rnn_dropout: float = parameter(0.2, "dropout between stacked recurrent layers", minimum=0, maximum=1,
+                                   below_maximum=True)
+    depth: int | None = parameter(None, "recurrent layers; None: the architecture's own", minimum=1)
+    head_units: int = parameter(128, "units of the head's dense layer", minimum=1)
+    dropout: float = parameter(0.3, "dropout in the head", minimum=0, maximum=1, below_maximum=True)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.filters) != len(self.kernel_sizes):
+            raise EcgkerasError(f"filters {self.filters} and kernel_sizes {self.kernel_sizes} "
+                                "must have the same length (one per conv block)")
+
+
 def conv_front_end(x, filters: Sequence[int] = (64, 64, 128, 128), kernel_sizes: Sequence[int] = (7, 5, 5, 3),
                    pool_size: int = 2, stem_pool: int = 1):
     """Shared convolutional front-end: (time, leads) -> (time / (stem_pool * pool_size**blocks), filters[-1])."""
-    if len(filters) != len(kernel_sizes):
-        raise EcgkerasError(f"filters {tuple(filters)} and kernel_sizes {tuple(kernel_sizes)} "
-                            "must have the same length (one per conv block)")
     if stem_pool > 1:
         x = layers.AveragePooling1D(stem_pool, name="stem_pool")(x)
     for block, (n_filters, kernel) in enumerate(zip(filters, kernel_sizes), start=1):
@@ -110,35 +131,36 @@ def classification_head(x, n_classes: int, head_units: int = 128, dropout: float
     return layers.Dense(n_classes, activation="sigmoid", name="probabilities")(x)
 
 
-def build_model(name: str, input_shape: tuple[int, int], n_classes: int, *,
-                sampling_rate: int = 100, filters: Sequence[int] = (64, 64, 128, 128),
-                kernel_sizes: Sequence[int] = (7, 5, 5, 3), pool_size: int = 2,
-                rnn_units: int = 64, rnn_dropout: float = 0.2, depth: int | None = None,
-                head_units: int = 128, dropout: float = 0.3) -> keras.Model:
+def build_model(name: str, input_shape: tuple[int, int], n_classes: int, config: ModelConfig | None = None,
+                *, sampling_rate: int = 100, **options: Any) -> keras.Model:
     """Build the registered architecture `name` as an uncompiled functional model.
 
-    `depth` overrides the number of recurrent layers (e.g. 3 for a x3 variant).
+    `config` (default `ModelConfig()`) holds the hyperparameters; keyword `options` override
+    single fields, e.g. `build_model("cnn-gru", (1000, 12), 23, depth=3)` for a x3 variant.
     """
     arch = get_architecture(name)
+    config = ModelConfig.from_dict({**(config.to_dict() if config else {}), **options})
     if n_classes < 1:
         raise EcgkerasError(f"n_classes={n_classes}: a model needs at least one class")
     if len(input_shape) != 2:
         raise EcgkerasError(f"input_shape={tuple(input_shape)}: expected (time steps, leads)")
     stem_pool = max(1, sampling_rate // 100)
-    reduction = stem_pool * pool_size ** len(filters)
+    reduction = stem_pool * config.pool_size ** len(config.filters)
     if input_shape[0] is not None and input_shape[0] < reduction:
         raise EcgkerasError(f"input_shape={tuple(input_shape)}: {input_shape[0]} time steps are too few for "
                             f"the front-end, which downsamples by {reduction}; use longer records or crops")
-    if depth is not None and (arch.cell is None or depth < 1):
-        raise EcgkerasError(f"depth={depth} does not apply to {name!r}: give depth >= 1 to a recurrent architecture")
+    if config.depth is not None and arch.cell is None:
+        raise EcgkerasError(f"depth={config.depth} does not apply to {name!r}: the CNN baseline has no "
+                            "recurrent layers")
 
     inputs = keras.Input(shape=tuple(input_shape), name="ecg")
-    x = conv_front_end(inputs, filters, kernel_sizes, pool_size, stem_pool)
+    x = conv_front_end(inputs, config.filters, config.kernel_sizes, config.pool_size, stem_pool)
     if arch.cell is None:
         x = pooled_features(x)
     else:
-        x = recurrent_module(x, arch.cell, depth or arch.depth, rnn_units, arch.bidirectional, rnn_dropout)
-    outputs = classification_head(x, n_classes, head_units, dropout)
+        x = recurrent_module(x, arch.cell, config.depth or arch.depth, config.rnn_units, arch.bidirectional,
+                             config.rnn_dropout)
+    outputs = classification_head(x, n_classes, config.head_units, config.dropout)
     return keras.Model(inputs, outputs, name=name.replace("-", "_"))
 
 

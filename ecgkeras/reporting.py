@@ -1,434 +1,63 @@
-"""Study tables and figures, read from run records: nothing here trains or re-runs a model.
-
-Conventions:
-- Tables show the test fold by default; mean and sample standard deviation (ddof=1) over
-  seeds, "±" only when an architecture has more than one seed. The best value of each
-  metric column is marked (lowest Hamming loss, highest for the others).
-- Architectures appear in registry order (`ecgkeras.models.ARCHITECTURES`) under their
-  display names.
-- Paired comparisons use each architecture's lowest seed (one run each, with that run's
-  own thresholds): averaging probabilities over seeds would need thresholds re-tuned on
-  the averaged validation probabilities, which is a new model, not a record.
-- Markdown and LaTeX are written here (no jinja2/tabulate needed); LaTeX tables use booktabs.
-"""
+"""The summary folder of a study: every table and figure plus a README, from run records only."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
-import seaborn as sns
-from matplotlib.ticker import StrMethodFormatter
 
 from ecgkeras.errors import EcgkerasError
-from ecgkeras.evaluation import HEADLINE_METRICS, paired_bootstrap
-from ecgkeras.files import atomic_write, atomic_write_text
-from ecgkeras.models import ARCHITECTURES, get_architecture
-from ecgkeras.runs import RunRecord, find_runs
-from ecgkeras.synthetic import MARKER_FILE
+from ecgkeras.files import atomic_write_text
+from ecgkeras.figures import (plot_complexity, plot_paired_comparison, plot_recall_bars, plot_recall_heatmap,
+                              save_figure)
+from ecgkeras.formatting import format_table, save_table
+from ecgkeras.runs import POLICIES, RunRecord, find_runs
+from ecgkeras.tables import (PAIRED_COLUMNS, ordered_runs, paired_comparisons, per_class_recall, reference_table,
+                             runs_frame, shown_path, summary_table)
 
-POLICIES: tuple[str, ...] = ("tuned", "fixed")
-LOWER_IS_BETTER = frozenset({"hamming_loss"})
-LABELS: dict[str, str] = {
-    "hamming_loss": "Hamming loss", "macro_auprc": "macro-AUPRC", "micro_f1": "micro-F1",
-    "subset_accuracy": "subset accuracy", "macro_auroc": "macro-AUROC", "macro_f1": "macro-F1",
-    "n_parameters": "parameters", "seconds_per_epoch": "seconds/epoch",
-    "inference_ms_per_ecg": "inference ms/ECG", "n_seeds": "seeds", "architecture": "Architecture",
-    "reference": "reference", "reference_seed": "reference seed", "ci_low": "CI low",
-    "ci_high": "CI high",
-}
-DECIMALS: dict[str, int] = {"seconds_per_epoch": 1, "inference_ms_per_ecg": 2}
-PAIRED_COLUMNS: tuple[str, ...] = ("architecture", "seed", "reference", "reference_seed", "metric",
-                                   "difference", "ci_low", "ci_high", "significant")
-
-# Published reference points, printed beside our numbers (test fold, PTB-XL 23 diagnostic subclasses).
-PAPER_REFERENCE: dict[str, dict[str, float | str]] = {
-    "Jafari & Jafari 2026": {"model": "CNN-BiLSTM", "hamming_loss": 0.0338, "macro_auprc": 0.4715,
-                             "micro_f1": 0.6979, "subset_accuracy": 0.5723},
-    "Strodthoff et al. 2020 (PTB-XL benchmark)": {"model": "best benchmark models (approx.)",
-                                                  "macro_auroc": 0.93},
-}
-
-
-def reference_table() -> pd.DataFrame:
-    """`PAPER_REFERENCE` as a table (one row per source; NaN where a source reports no value)."""
-    table = pd.DataFrame.from_dict(PAPER_REFERENCE, orient="index").rename_axis("source")
-    return table[["model", *(m for m in HEADLINE_METRICS if m in table)]]
-
-
-# --------------------------------------------------------------------------- tables
-
-def _name(run: RunRecord) -> str:
-    return run.metrics["architecture"]["name"]
-
-
-def _ordered_runs(runs: Iterable[RunRecord]) -> list[RunRecord]:
-    """Runs in registry order, then by seed; refuses two runs of one (architecture, seed)."""
-    runs = list(runs)
-    order = {name: index for index, name in enumerate(ARCHITECTURES)}
-    for run in runs:
-        get_architecture(_name(run))
-    ordered = sorted(runs, key=lambda run: (order[_name(run)], run.metrics["config"]["seed"]))
-    for before, after in zip(ordered, ordered[1:]):
-        if (_name(before), before.metrics["config"]["seed"]) == (_name(after), after.metrics["config"]["seed"]):
-            raise EcgkerasError(f"two runs of {_name(after)} seed {after.metrics['config']['seed']} "
-                                f"({before.run_dir}, {after.run_dir}): keep one of them")
-    return ordered
-
-
-def _shown_path(path: str | Path) -> str:
-    """`path` relative to the working directory when inside it (summaries get copied and published)."""
-    path = Path(path).resolve()
-    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
-
-
-def runs_frame(runs: Sequence[RunRecord], split: str = "test") -> pd.DataFrame:
-    """One row per (architecture, seed, policy): headline metrics on `split`, size and timings."""
-    rows = []
-    for run in _ordered_runs(runs):
-        timings = run.metrics["timings"]
-        for policy in POLICIES:
-            values = run.metrics["metrics"][split][policy]
-            rows.append({"architecture": _name(run), "display_name": run.metrics["architecture"]["display_name"],
-                         "seed": int(run.metrics["config"]["seed"]), "policy": policy,
-                         **{metric: float(values[metric]) for metric in HEADLINE_METRICS},
-                         "n_parameters": int(run.metrics["n_parameters"]),
-                         "seconds_per_epoch": float(timings["seconds_per_epoch"]),
-                         "inference_ms_per_ecg": float(timings["inference_ms_per_ecg"]),
-                         "run_dir": _shown_path(run.run_dir)})
-    columns = ["architecture", "display_name", "seed", "policy", *HEADLINE_METRICS, "n_parameters",
-               "seconds_per_epoch", "inference_ms_per_ecg", "run_dir"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def summary_table(runs: Sequence[RunRecord], policy: str = "tuned", split: str = "test") -> pd.DataFrame:
-    """The paper-style table: one row per architecture, `<metric>` (mean) and `<metric>_std` over seeds."""
-    if policy not in POLICIES:
-        raise EcgkerasError(f"unknown threshold policy {policy!r}: choose one of {', '.join(POLICIES)}")
-    frame = runs_frame(runs, split)
-    grouped = frame[frame["policy"] == policy].groupby("display_name", sort=False)
-    averaged = [*HEADLINE_METRICS, "seconds_per_epoch"]
-    mean, std = grouped[averaged].mean(), grouped[averaged].std()
-    table = pd.DataFrame(index=mean.index.rename("architecture"))
-    for metric in HEADLINE_METRICS:
-        table[metric], table[f"{metric}_std"] = mean[metric], std[metric]
-    table["n_parameters"] = grouped["n_parameters"].mean().round().astype("int64")
-    table["seconds_per_epoch"], table["seconds_per_epoch_std"] = mean["seconds_per_epoch"], std["seconds_per_epoch"]
-    table["n_seeds"] = grouped.size()
-    return table
-
-
-def per_class_recall(runs: Sequence[RunRecord], policy: str = "tuned", split: str = "test") -> pd.DataFrame:
-    """Recall per class (rows) and architecture (columns, mean over seeds), after a `support` column."""
-    ordered = _ordered_runs(runs)
-    if not ordered:
-        raise EcgkerasError("no runs given: nothing to tabulate")
-    classes = ordered[0].classes
-    parts = []
-    for run in ordered:
-        if run.classes != classes:
-            raise EcgkerasError(f"{run.run_dir} has other classes than {ordered[0].run_dir}: "
-                                "compare runs of one study (same label level)")
-        part = run.per_class(split, policy)[["support", "recall"]]
-        parts.append(part.assign(architecture=run.metrics["architecture"]["display_name"]).reset_index())
-    long = pd.concat(parts, ignore_index=True)
-    if (long.groupby("class")["support"].nunique() > 1).any():
-        raise EcgkerasError(f"the runs were evaluated on different {split} records (class support differs): "
-                            "compare runs of one study (same data and folds)")
-    architectures = list(dict.fromkeys(long["architecture"]))
-    recall = long.pivot_table(index="class", columns="architecture", values="recall", aggfunc="mean")
-    recall = recall.reindex(index=classes, columns=architectures)
-    recall.columns.name = None
-    recall.insert(0, "support", long.groupby("class")["support"].first().reindex(classes).astype("int64"))
-    return recall
-
-
-def paired_comparisons(runs: Sequence[RunRecord], reference: str | None = None,
-                       metrics: Sequence[str] = ("macro_auprc", "micro_f1"), n_resamples: int = 1000,
-                       seed: int = 0, policy: str = "tuned") -> pd.DataFrame:
-    """Every architecture minus the reference on the test fold, with paired bootstrap 95% intervals.
-
-    The reference is the architecture with the best mean test macro-AUPRC unless `reference`
-    (registry or display name) is given. Each architecture is represented by its lowest seed.
-    """
-    if n_resamples < 1:
-        raise EcgkerasError(f"n_resamples={n_resamples}: a paired bootstrap needs at least 1 resample")
-    first: dict[str, RunRecord] = {}
-    for run in _ordered_runs(runs):
-        first.setdefault(_name(run), run)
-    if reference is None:
-        frame = runs_frame(runs)
-        auprc = frame[frame["policy"] == policy].groupby("architecture", sort=False)["macro_auprc"].mean()
-        reference = auprc.idxmax()
-    else:
-        by_display = {arch.display_name: name for name, arch in ARCHITECTURES.items()}
-        reference = by_display.get(reference, reference)
-    if reference not in first:
-        raise EcgkerasError(f"reference architecture {reference!r} has no run here: choose one of "
-                            f"{', '.join(first)}")
-    base = first[reference]
-    base_pred = base.predictions
-    results = []
-    for name, run in first.items():
-        if name == reference:
-            continue
-        pred = run.predictions
-        if not all(np.array_equal(pred[key], base_pred[key]) for key in ("test_ecg_ids", "test_true", "classes")):
-            raise EcgkerasError(f"{run.run_dir} and {base.run_dir} were tested on different records or "
-                                "classes: compare runs of one study (same data and folds)")
-        result = paired_bootstrap(base_pred["test_true"], pred["test_prob"], base_pred["test_prob"],
-                                  run.thresholds(policy), base.thresholds(policy), metrics=tuple(metrics),
-                                  n_resamples=n_resamples, seed=seed)
-        results.append(result.assign(architecture=run.metrics["architecture"]["display_name"],
-                                     seed=int(run.metrics["config"]["seed"]),
-                                     reference=base.metrics["architecture"]["display_name"],
-                                     reference_seed=int(base.metrics["config"]["seed"])))
-    if not results:
-        return pd.DataFrame(columns=list(PAIRED_COLUMNS))
-    return pd.concat(results, ignore_index=True)[list(PAIRED_COLUMNS)]
-
-
-# --------------------------------------------------------------------------- formatting
-
-def _shown_columns(table: pd.DataFrame) -> list[str]:
-    """Columns of a table as displayed: `<metric>_std` merges into `<metric>`."""
-    return [c for c in table.columns if not (c.endswith("_std") and c.removesuffix("_std") in table.columns)]
-
-
-def _format_value(value, decimals: int) -> str:
-    if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else "no"
-    if pd.isna(value):
-        return "–"
-    if isinstance(value, (int, np.integer)):
-        return f"{value:,}"
-    if isinstance(value, (float, np.floating)):
-        return f"{value:.{decimals}f}"
-    return str(value)
-
-
-def _escape_latex(text: str) -> str:
-    special = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-    return "".join(special.get(char, char) for char in text).replace("±", r"$\pm$").replace("–", "--")
-
-
-def _best_mask(values: pd.Series, metric: str, decimals: int) -> pd.Series:
-    rounded = values.astype(float).round(decimals)
-    return rounded == (rounded.min() if metric in LOWER_IS_BETTER else rounded.max())
-
-
-def format_table(table: pd.DataFrame, decimals: int = 4, markup: str = "markdown",
-                 mark_best: bool = True) -> pd.DataFrame:
-    """Strings for display: "mean ± std" (± only with more than one seed), best values bold.
-
-    `markup` is "markdown" (**x**) or "latex" (\\textbf{x}, text escaped). Works on any table
-    of this module; best values are marked in headline-metric columns only.
-    """
-    if markup not in ("markdown", "latex"):
-        raise EcgkerasError(f"unknown markup {markup!r}: choose markdown or latex")
-    escape = _escape_latex if markup == "latex" else (lambda text: text.replace("|", r"\|"))
-    bold = (lambda text: rf"\textbf{{{text}}}") if markup == "latex" else (lambda text: f"**{text}**")
-    several_seeds = table["n_seeds"] > 1 if "n_seeds" in table else pd.Series(True, index=table.index)
-    formatted = {}
-    for column in _shown_columns(table):
-        digits = DECIMALS.get(column, decimals)
-        values = table[column].map(lambda value: LABELS.get(value, value)) if column == "metric" else table[column]
-        text = values.map(lambda value: _format_value(value, digits))
-        if f"{column}_std" in table:
-            std = table[f"{column}_std"]
-            with_std = several_seeds & std.notna()
-            text = text.where(~with_std, text + " ± " + std.map(lambda value: _format_value(value, digits)))
-        text = text.map(escape)
-        if mark_best and column in HEADLINE_METRICS:
-            text = text.where(~_best_mask(table[column], column, digits), text.map(bold))
-        formatted[escape(LABELS.get(column, column))] = text
-    result = pd.DataFrame(formatted).set_axis(table.index.map(lambda value: escape(str(value))))
-    if table.index.name is not None:
-        result.index.name = escape(LABELS.get(table.index.name, table.index.name))
-    return result
-
-
-def save_table(table: pd.DataFrame, out_dir: str | Path, stem: str, decimals: int = 4) -> list[Path]:
-    """Write `<stem>.csv` (numbers as they are), `<stem>.md` and `<stem>.tex` (formatted)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    named_index = table.index.name is not None
-    numeric = [pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])
-               for c in _shown_columns(table)]
-    alignment = "l" * named_index + "".join("r" if is_number else "l" for is_number in numeric)
-    paths = [out_dir / f"{stem}.{ext}" for ext in ("csv", "md", "tex")]
-    atomic_write_text(paths[0], table.to_csv(index=named_index))
-
-    def formatted(markup: str) -> pd.DataFrame:  # the named index becomes the first column
-        frame = format_table(table, decimals, markup)
-        return frame.reset_index() if named_index else frame
-
-    atomic_write_text(paths[1], formatted("markdown").to_markdown(index=False) + "\n")
-    atomic_write_text(paths[2], formatted("latex").to_latex(index=False, escape=False, column_format=alignment))
-    return paths
-
-
-# --------------------------------------------------------------------------- figures
-
-def save_figure(fig: plt.Figure, out_dir: str | Path, stem: str, dpi: int = 150) -> list[Path]:
-    """Write `<stem>.png` and `<stem>.pdf`."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{stem}.{ext}" for ext in ("png", "pdf")]
-    for path in paths:
-        atomic_write(path, lambda handle, fmt=path.suffix[1:]: fig.savefig(handle, format=fmt, dpi=dpi,
-                                                                           bbox_inches="tight"))
-    return paths
-
-
-def _class_labels(recall: pd.DataFrame) -> list[str]:
-    return [f"{name} (n={support})" for name, support in zip(recall.index, recall["support"])]
-
-
-def plot_recall_heatmap(recall: pd.DataFrame, title: str = "Per-class recall") -> plt.Figure:
-    """Classes x architectures heatmap of a `per_class_recall` table, class support in the labels."""
-    values = recall.drop(columns="support").set_axis(_class_labels(recall))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * values.shape[1] + 3), max(4.0, 0.38 * len(values) + 1.5)))
-    sns.heatmap(values, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", annot_kws={"size": 8},
-                cbar_kws={"label": "recall"}, ax=ax)
-    ax.set_xlabel("architecture")
-    ax.set_ylabel("class (test support)")
-    ax.set_title(title)
-    plt.setp(ax.get_xticklabels(), rotation=40, ha="right")
-    fig.tight_layout()
-    return fig
-
-
-def plot_recall_bars(recall: pd.DataFrame, title: str = "Per-class recall by architecture") -> plt.Figure:
-    """Grouped bars of a `per_class_recall` table: one group per class, one bar per architecture."""
-    architectures = [c for c in recall.columns if c != "support"]
-    labels = _class_labels(recall)
-    long = (recall[architectures].set_axis(labels).rename_axis("class").reset_index()
-            .melt(id_vars="class", var_name="architecture", value_name="recall"))
-    fig, ax = plt.subplots(figsize=(min(max(8.0, 0.12 * len(long) + 3), 26.0), 4.8))
-    sns.barplot(long, x="class", y="recall", hue="architecture", order=labels, hue_order=architectures,
-                errorbar=None, ax=ax)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("class (test support)")
-    ax.set_title(title)
-    plt.setp(ax.get_xticklabels(), rotation=60, ha="right")
-    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-    fig.tight_layout()
-    return fig
-
-
-def plot_complexity(summary: pd.DataFrame, title: str = "Macro-AUPRC against model complexity") -> plt.Figure:
-    """Macro-AUPRC of a `summary_table` against parameters and seconds per epoch (seed std as bars)."""
-    data = summary.reset_index()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    panels = (("n_parameters", None, "parameters"),
-              ("seconds_per_epoch", "seconds_per_epoch_std", "seconds per epoch"))
-    for ax, (x, x_std, label) in zip(axes, panels):
-        ax.errorbar(data[x], data["macro_auprc"], yerr=data["macro_auprc_std"].fillna(0),
-                    xerr=data[x_std].fillna(0) if x_std else None, fmt="none", ecolor="grey", capsize=3, zorder=1)
-        sns.scatterplot(data, x=x, y="macro_auprc", hue="architecture", s=60, legend=False, ax=ax, zorder=2)
-        for _, row in data.iterrows():
-            ax.annotate(row["architecture"], (row[x], row["macro_auprc"]), xytext=(4, 4),
-                        textcoords="offset points", fontsize=8)
-        ax.set_xlabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
-    axes[0].set_ylabel("macro-AUPRC (test)")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def plot_history(history: pd.DataFrame) -> plt.Figure:
-    """Learning curves: loss and AUPRC (Keras, interpolated) on training and validation, per epoch."""
-    epochs = np.arange(1, len(history) + 1)
-    has_best = "val_auprc" in history and history["val_auprc"].notna().any()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, metric, label in zip(axes, ("loss", "auprc"), ("loss", "macro-AUPRC (Keras)")):
-        curves = {split: history[column].to_numpy() for split, column in
-                  (("training", metric), ("validation", f"val_{metric}")) if column in history}
-        if curves:
-            long = pd.DataFrame({"epoch": epochs, **curves}).melt(id_vars="epoch", var_name="split",
-                                                                  value_name=metric)
-            sns.lineplot(long, x="epoch", y=metric, hue="split", marker="o", ax=ax)
-        if has_best:
-            ax.axvline(epochs[int(np.nanargmax(history["val_auprc"]))], color="grey", linestyle="--",
-                       linewidth=0.8, label="best epoch")
-            ax.legend()
-        ax.set_ylabel(label)
-        ax.set_title(label)
-    fig.tight_layout()
-    return fig
-
-
-def plot_paired_comparison(comparison: pd.DataFrame) -> plt.Figure:
-    """Forest plot of `paired_comparisons`: each difference with its 95% interval, 0 marked."""
-    if comparison.empty:
-        fig, ax = plt.subplots(figsize=(6, 1.5))
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no paired comparison (fewer than two architectures or no resamples)",
-                ha="center", va="center")
-        return fig
-    metrics = list(dict.fromkeys(comparison["metric"]))
-    architectures = list(dict.fromkeys(comparison["architecture"]))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics) + 2, 0.45 * len(architectures) + 1.8),
-                             sharey=True, squeeze=False)
-    positions = np.arange(len(architectures))
-    for ax, metric in zip(axes[0], metrics):
-        part = comparison[comparison["metric"] == metric].set_index("architecture").reindex(architectures)
-        difference = part["difference"].astype(float)
-        ax.errorbar(difference, positions, fmt="none", ecolor="grey", capsize=3,
-                    xerr=[difference - part["ci_low"].astype(float), part["ci_high"].astype(float) - difference])
-        significance = part["significant"].map({True: "significant", False: "not significant"}).to_numpy()
-        sns.scatterplot(x=difference.to_numpy(), y=positions, hue=significance,
-                        palette={"significant": "tab:red", "not significant": "tab:gray"}, s=50, ax=ax, zorder=3,
-                        legend="auto" if ax is axes[0][-1] else False)
-        ax.axvline(0, color="black", linewidth=0.8, linestyle="--")
-        ax.set_yticks(positions, architectures)
-        ax.set_ylim(len(architectures) - 0.5, -0.5)
-        ax.set_xlabel(f"difference in {LABELS.get(metric, metric)}")
-        ax.grid(axis="x", alpha=0.3)
-    sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-    fig.suptitle(f"Paired bootstrap, test fold: architecture minus {comparison['reference'].iloc[0]} (95% CI)")
-    fig.tight_layout()
-    return fig
-
-
-# --------------------------------------------------------------------------- the summary folder
 
 def _distinct(values: Iterable) -> str:
     return ", ".join(dict.fromkeys(str(value) for value in values))
 
 
+def _differing_parameters(runs: list[RunRecord]) -> list[str]:
+    """Shared parameters whose value differs between runs (a mixed study folder)."""
+    values = [run.config.shared_parameters(results_only=True) for run in runs]
+    names = sorted({name for value in values for name in value})
+    return [name for name in names if len({repr(value.get(name)) for value in values}) > 1]
+
+
 def _readme(study_dir: Path, runs: list[RunRecord], files: dict[str, str], n_resamples: int) -> str:
-    configs = [run.metrics["config"] for run in runs]
-    data = [run.metrics["data"] for run in runs]
-    data_dirs = list(dict.fromkeys(_shown_path(config["data_dir"]) for config in configs))
-    synthetic = [d for d in data_dirs if (Path(d) / MARKER_FILE).is_file()]
+    configs = [run.config for run in runs]
+    provenance = [run.provenance for run in runs]
+    data_dirs = list(dict.fromkeys(shown_path(origin["data_dir"]) for origin in provenance))
     lines = ["# Study summary", ""]
-    if synthetic:
-        lines += [f"> **SYNTHETIC DATA, NOT PTB-XL.** These results come from synthetic ECGs "
-                  f"(`{MARKER_FILE}` in `{_distinct(synthetic)}`, generated by `ecgkeras synth`). They show "
-                  "that the pipeline runs and learns; they say nothing about the architectures on real ECGs.", ""]
-    seeds = {}
+    if any(origin["synthetic"] for origin in provenance):
+        lines += ["> **SYNTHETIC DATA, NOT PTB-XL.** These results come from synthetic ECGs generated by "
+                  "`ecgkeras synth` (as each run recorded when it trained). They show that the pipeline runs and "
+                  "learns; they say nothing about the architectures on real ECGs.", ""]
+    if differing := _differing_parameters(runs):
+        lines += [f"> **Mixed configurations:** the runs differ in {', '.join(differing)} (each run's own "
+                  "configuration is in its record and in `runs.csv`'s run folder).", ""]
+    seeds: dict[str, list[str]] = {}
     for run in runs:
-        seeds.setdefault(run.metrics["architecture"]["display_name"], []).append(str(run.metrics["config"]["seed"]))
-    lines += [f"Study folder `{_shown_path(study_dir)}`: {len(runs)} complete run(s), read from their run records "
+        seeds.setdefault(run.display_name, []).append(str(run.seed))
+    lines += [f"Study folder `{shown_path(study_dir)}`: {len(runs)} complete run(s), read from their run records "
               "(nothing was retrained).", ""]
     lines += [f"- {name}: seed(s) {', '.join(values)}" for name, values in seeds.items()]
+    data = [run.data for run in runs]
     lines += ["", "## Data", "",
               f"- data folder: `{'`, `'.join(data_dirs)}`",
-              f"- sampling rate: {_distinct(c['sampling_rate'] for c in configs)} Hz",
-              f"- label level: {_distinct(c['label_level'] for c in configs)} "
+              f"- database file SHA-256: {_distinct(str(origin['database_sha256'])[:16] for origin in provenance)}",
+              f"- sampling rate: {_distinct(c.sampling_rate for c in configs)} Hz",
+              f"- label level: {_distinct(c.label_level for c in configs)} "
               f"({_distinct(len(run.classes) for run in runs)} classes)",
               f"- records: train {_distinct(d['n_train'] for d in data)}, validation "
               f"{_distinct(d['n_val'] for d in data)}, test {_distinct(d['n_test'] for d in data)}",
-              f"- folds: train {_distinct(c['train_folds'] for c in configs)}, validation "
-              f"{_distinct(c['val_folds'] for c in configs)}, test {_distinct(c['test_folds'] for c in configs)}",
+              f"- folds: train {_distinct(list(c.train_folds) for c in configs)}, validation "
+              f"{_distinct(list(c.val_folds) for c in configs)}, test {_distinct(list(c.test_folds) for c in configs)}",
               "", "## Files", "", "| file | content |", "| --- | --- |"]
     lines += [f"| {name} | {content} |" for name, content in files.items()]
     lines += ["", "## Conventions", "",
@@ -477,5 +106,5 @@ def write_summary(study_dir: str | Path, out_dir: str | Path | None = None, n_re
            "recall_bars", "per-class recall, grouped bars")
     figure(plot_complexity(summaries["tuned"]), "complexity", "macro-AUPRC against parameters and seconds per epoch")
     figure(plot_paired_comparison(comparison), "paired_comparison", "forest plot of the paired differences")
-    atomic_write_text(out_dir / "README.md", _readme(study_dir, _ordered_runs(runs), files, n_resamples))
+    atomic_write_text(out_dir / "README.md", _readme(study_dir, ordered_runs(runs), files, n_resamples))
     return out_dir

@@ -1,93 +1,137 @@
 """One run (architecture, data, seed, hyperparameters) end to end, and its record on disk.
 
 A run folder holds:
-  metrics.json     configuration, library versions, timings, all metrics, per-class tables,
-                   standardization and thresholds; written last, so it marks a complete run
+  metrics.json     the run record: configuration, data provenance, library versions, timings,
+                   all metrics, per-class tables, standardization and thresholds
   predictions.npz  validation and test probabilities, labels, ecg_ids and class names
   history.csv      one row per epoch (Keras CSVLogger)
   model.keras      the best model (by validation macro-AUPRC)
-Field by field documentation: results/README.md.
+A run trains into a staging folder beside its run folder and replaces it only once complete,
+so a folder with a record is always a complete run and a failed rerun keeps the previous one.
+`RunRecord` is the one reader of a run folder. Field by field documentation: results/README.md.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
+import contextlib
+import hashlib
 import json
+import os
 import platform
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Iterator
 
 import numpy as np
 import pandas as pd
 
 from ecgkeras import __version__
-from ecgkeras.data import DEFAULT_FOLDS, PTBXL, Standardizer, load_ptbxl
+from ecgkeras.data import DATABASE_CSV, DEFAULT_FOLDS, FILENAME_COLUMN, LABEL_LEVELS, PTBXL, Part, Standardizer, \
+    load_ptbxl
 from ecgkeras.errors import EcgkerasError
-from ecgkeras.files import atomic_write, atomic_write_text
 from ecgkeras.evaluation import all_metrics, bootstrap_intervals, per_class_table, tune_thresholds
-from ecgkeras.models import build_model, get_architecture
-from ecgkeras.training import TrainingConfig, predict_probabilities, set_seed, train_model
+from ecgkeras.files import atomic_write, atomic_write_text
+from ecgkeras.models import ARCHITECTURES, ModelConfig, build_model, get_architecture
+from ecgkeras.schema import Schema, parameter
+from ecgkeras.synthetic import MARKER_FILE
+from ecgkeras.training import HISTORY_FILE, MODEL_FILE, MONITOR, TrainingConfig, predict_probabilities, \
+    set_seed, train_model
 
 RECORD_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.npz"
-RECORD_FORMAT = 1
-MODEL_PARAMETERS = tuple(name for name, p in inspect.signature(build_model).parameters.items()
-                         if p.kind is p.KEYWORD_ONLY and name != "sampling_rate")
-TRAINING_PARAMETERS = tuple(f.name for f in dataclasses.fields(TrainingConfig))
+RUN_FILES = (RECORD_FILE, PREDICTIONS_FILE, HISTORY_FILE, MODEL_FILE)
+RECORD_FORMAT = 2  # 2 added the data provenance and the full model configuration
+PER_RUN = ("architecture", "seed")  # what differs between the runs of one study
+POLICIES: tuple[str, ...] = ("tuned", "fixed")
+SPLITS: tuple[str, ...] = ("val", "test")
+_FOLD = {"minimum": 1, "maximum": 10}  # PTB-XL's strat_fold values
 
 
 @dataclass
-class RunConfig:
-    """Everything that defines a run; `from_parameters` accepts the flat notebook parameters."""
+class RunConfig(Schema):
+    """Everything that defines a run: data, architecture, seed, evaluation, model and training parts.
 
-    data_dir: str
-    architecture: str = "cnn-bilstm"
-    sampling_rate: int = 100
-    label_level: str = "subclass"
-    seed: int = 0
-    train_folds: tuple[int, ...] = DEFAULT_FOLDS["train"]
-    val_folds: tuple[int, ...] = DEFAULT_FOLDS["val"]
-    test_folds: tuple[int, ...] = DEFAULT_FOLDS["test"]
-    bootstrap_resamples: int = 1000
-    cache_dir: str | None = None
-    model: dict[str, Any] = field(default_factory=dict)
+    `from_parameters` takes the flat names of the training notebook's parameters cell (run,
+    model and training names mixed); `parameters` gives them back.
+    """
+
+    kind: ClassVar[str] = "run parameter"
+
+    data_dir: str = parameter(help="PTB-XL folder (ptbxl_database.csv, scp_statements.csv, records100/ ...)")
+    architecture: str = parameter("cnn-bilstm", "see `ecgkeras architectures`", choices=lambda: ARCHITECTURES)
+    sampling_rate: int = parameter(100, "Hz: PTB-XL has 100 and 500", choices=tuple(FILENAME_COLUMN))
+    label_level: str = parameter("subclass", "label level; subclass: the 23 diagnostic subclasses",
+                                 choices=LABEL_LEVELS)
+    seed: int = parameter(0, "seeds initial weights, shuffling and the bootstrap", minimum=0)
+    train_folds: tuple[int, ...] = parameter(DEFAULT_FOLDS["train"], "strat_fold values to train on", **_FOLD)
+    val_folds: tuple[int, ...] = parameter(DEFAULT_FOLDS["val"], "folds for early stopping and thresholds",
+                                           **_FOLD)
+    test_folds: tuple[int, ...] = parameter(DEFAULT_FOLDS["test"], "folds reported as test", **_FOLD)
+    bootstrap_resamples: int = parameter(1000, "test-fold bootstrap resamples for 95% intervals; 0: none",
+                                         minimum=0)
+    cache_dir: str | None = parameter(None, "signal cache; None: $ECGKERAS_CACHE or ~/.cache/ecgkeras",
+                                      affects_results=False)
+    model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
 
     def __post_init__(self) -> None:
-        get_architecture(self.architecture)
-        if unknown := set(self.model) - set(MODEL_PARAMETERS):
-            raise EcgkerasError(f"unknown model parameter(s) {sorted(unknown)}: "
-                                f"use {', '.join(MODEL_PARAMETERS)}")
+        super().__post_init__()
+        if isinstance(self.model, dict):
+            self.model = ModelConfig.from_dict(self.model)
+        if isinstance(self.training, dict):
+            self.training = TrainingConfig.from_dict(self.training)
+        folds = [*self.train_folds, *self.val_folds, *self.test_folds]
+        if len(folds) != len(set(folds)):
+            raise EcgkerasError(f"train_folds={list(self.train_folds)}, val_folds={list(self.val_folds)} and "
+                                f"test_folds={list(self.test_folds)} overlap: give each fold to one split")
+
+    @staticmethod
+    def parts() -> dict[str, type[Schema]]:
+        """The schemas whose fields make up the flat parameters, in the notebook's order."""
+        return {"run": RunConfig, "model": ModelConfig, "training": TrainingConfig}
+
+    @classmethod
+    def parameter_names(cls) -> dict[str, str]:
+        """Every flat parameter name -> the part it belongs to ('run', 'model' or 'training')."""
+        return {spec.name: part for part, schema in cls.parts().items()
+                for spec in schema.__dataclass_fields__.values() if "constraint" in spec.metadata}
 
     @classmethod
     def from_parameters(cls, **params: Any) -> "RunConfig":
-        """Build from flat parameters (run, model and training names mixed, as in the notebook)."""
-        run_names = {f.name for f in dataclasses.fields(cls)} - {"model", "training"}
-        unknown = set(params) - run_names - set(MODEL_PARAMETERS) - set(TRAINING_PARAMETERS)
-        if unknown:
-            raise EcgkerasError(f"unknown parameter(s) {sorted(unknown)}: valid names are "
-                                f"{', '.join(sorted(run_names | set(MODEL_PARAMETERS) | set(TRAINING_PARAMETERS)))}")
-        model = {k: v for k, v in params.items() if k in MODEL_PARAMETERS and v is not None}
-        training = TrainingConfig(**{k: v for k, v in params.items() if k in TRAINING_PARAMETERS})
-        run = {k: tuple(v) if k.endswith("_folds") else v for k, v in params.items() if k in run_names}
-        return cls(**run, model=model, training=training)
+        """Build from flat parameters, refusing unknown names and wrong types with one-line errors."""
+        names = cls.parameter_names()
+        if unknown := sorted(set(params) - set(names)):
+            raise EcgkerasError(f"unknown parameter(s) {unknown}: valid names are {', '.join(names)} "
+                                "(see `ecgkeras parameters`)")
+        grouped: dict[str, dict[str, Any]] = {part: {} for part in cls.parts()}
+        for name, value in params.items():
+            grouped[names[name]][name] = value
+        return cls(**grouped["run"], model=ModelConfig.from_dict(grouped["model"]),
+                   training=TrainingConfig.from_dict(grouped["training"]))
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def parameters(self) -> dict[str, Any]:
+        """The flat parameters (as in the notebook), JSON-ready."""
+        parts = {"run": self, "model": self.model, "training": self.training}
+        values = {name: getattr(parts[part], name) for name, part in self.parameter_names().items()}
+        return json.loads(json.dumps(values))
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
-        values = dict(values)
-        values["training"] = TrainingConfig(**values["training"])
-        for key in ("train_folds", "val_folds", "test_folds"):
-            values[key] = tuple(values[key])
-        return cls(**values)
+    def shared_parameters(self, results_only: bool = False) -> dict[str, Any]:
+        """The parameters all runs of a study share (all but architecture and seed).
+
+        With `results_only`, leaves out those that cannot change results (cache folder, verbosity).
+        """
+        keep = {spec.name for part in self.parts().values() for spec in part.__dataclass_fields__.values()
+                if "constraint" in spec.metadata
+                and (spec.metadata["constraint"].affects_results or not results_only)}
+        return {name: value for name, value in self.parameters().items() if name in keep and name not in PER_RUN}
+
+
+# --------------------------------------------------------------------------- the record
 
 
 def library_versions() -> dict[str, str]:
@@ -103,128 +147,312 @@ def library_versions() -> dict[str, str]:
             "gpus": ", ".join(d.name for d in tf.config.list_physical_devices("GPU")) or "none"}
 
 
-@dataclass
+def data_provenance(data_dir: str | Path) -> dict[str, Any]:
+    """Where a run's data came from, decided when it trains: synthetic or PTB-XL, folder, database hash."""
+    data_dir = Path(data_dir).resolve()
+    digest = hashlib.sha256()
+    with open(data_dir / DATABASE_CSV, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"synthetic": (data_dir / MARKER_FILE).is_file(), "data_dir": str(data_dir),
+            "database_sha256": digest.hexdigest()}
+
+
+_REQUIRED = ("config", "architecture", "classes", "data", "n_parameters", "timings", "standardizer",
+             "thresholds", "metrics", "per_class", "versions")
+
+
+@dataclass(frozen=True)
 class RunRecord:
-    """A complete run folder, read back from disk."""
+    """A complete run folder, read back from disk: the only reader of its files."""
 
     run_dir: Path
-    metrics: dict[str, Any]
+    record: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "RunRecord":
+        """Read a complete run folder, or a one-line error saying what to do."""
+        run_dir = Path(run_dir)
+        if not run_dir.is_dir():
+            raise EcgkerasError(f"run folder not found: {run_dir}")
+        if not is_complete(run_dir):
+            raise EcgkerasError(f"run folder {run_dir} is incomplete (interrupted or failed): rerun it, "
+                                "e.g. with `ecgkeras study` which redoes incomplete runs")
+        path = run_dir / RECORD_FILE
+        try:
+            record = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise EcgkerasError(f"{path} is not valid JSON ({exc}): rerun this run") from None
+        missing = [key for key in _REQUIRED if key not in record] if isinstance(record, dict) else list(_REQUIRED)
+        if missing:
+            raise EcgkerasError(f"{path} is not a complete run record (missing {', '.join(missing)}): rerun this run")
+        if record.get("format", 1) > RECORD_FORMAT:
+            raise EcgkerasError(f"{path} has record format {record['format']}, newer than this ecgkeras "
+                                f"({__version__}) reads: upgrade ecgkeras")
+        run = cls(run_dir, record)
+        try:
+            run.config  # noqa: B018 -- checks the stored configuration once, here
+        except EcgkerasError as exc:
+            raise EcgkerasError(f"{path} holds an invalid configuration ({exc}): rerun this run") from None
+        return run
+
+    @cached_property
+    def config(self) -> RunConfig:
+        return RunConfig.from_dict(self.record["config"])
 
     @property
-    def config(self) -> RunConfig:
-        return RunConfig.from_dict(self.metrics["config"])
+    def architecture(self) -> str:
+        """Registry name, e.g. 'cnn-bilstm'."""
+        return self.config.architecture
+
+    @property
+    def display_name(self) -> str:
+        """Name in tables and figures, e.g. 'CNN-BiLSTM'."""
+        return self.record["architecture"]["display_name"]
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
 
     @property
     def classes(self) -> list[str]:
-        return self.metrics["classes"]
+        return self.record["classes"]
+
+    @property
+    def n_parameters(self) -> int:
+        return int(self.record["n_parameters"])
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """Record counts per split, records dropped, model input shape, folds of each split."""
+        return {key: value for key, value in self.record["data"].items() if key != "provenance"}
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """`synthetic`, `data_dir` and `database_sha256` at training time (None in records before format 2)."""
+        return self.record["data"].get("provenance") or {"synthetic": None, "data_dir": self.config.data_dir,
+                                                         "database_sha256": None}
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """epochs_run, best_epoch, seconds_per_epoch, first_epoch_seconds, training_seconds, inference_ms_per_ecg."""
+        return self.record["timings"]
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return self.record["versions"]
+
+    @property
+    def started(self) -> str:
+        return self.record.get("started", "")
+
+    def metrics(self, split: str = "test", policy: str = "tuned") -> dict[str, float]:
+        """Every metric of `split` ('val' or 'test') under threshold `policy` ('tuned' or 'fixed')."""
+        values = self._lookup("metrics", split, policy)
+        return {name: value for name, value in values.items() if name != "ci95"}
+
+    def intervals(self, policy: str = "tuned") -> dict[str, tuple[float, float]]:
+        """Bootstrap 95% intervals of the test-fold headline metrics (empty without resamples)."""
+        return {name: (low, high) for name, (low, high) in self._lookup("metrics", "test", policy)
+                .get("ci95", {}).items()}
+
+    def per_class(self, split: str = "test", policy: str = "tuned") -> pd.DataFrame:
+        """Per-class table (support, precision, recall, F1, AUPRC, AUROC, threshold)."""
+        return pd.DataFrame(self._lookup("per_class", split, policy)).set_index("class")
+
+    def thresholds(self, policy: str = "tuned") -> np.ndarray:
+        if policy not in POLICIES:
+            raise EcgkerasError(f"unknown threshold policy {policy!r}: choose one of {', '.join(POLICIES)}")
+        return np.asarray(self.record["thresholds"][policy], dtype=float)
+
+    @property
+    def standardizer(self) -> Standardizer:
+        return Standardizer.from_dict(self.record["standardizer"])
 
     @cached_property
     def predictions(self) -> dict[str, np.ndarray]:
+        """classes, {val,test}_ecg_ids, {val,test}_true, {val,test}_prob."""
         with np.load(self.run_dir / PREDICTIONS_FILE, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
 
     @cached_property
     def history(self) -> pd.DataFrame:
-        return pd.read_csv(self.run_dir / "history.csv")
-
-    def per_class(self, split: str = "test", policy: str = "tuned") -> pd.DataFrame:
-        """Per-class table (support, precision, recall, F1, AUPRC, AUROC, threshold)."""
-        return pd.DataFrame(self.metrics["per_class"][split][policy]).set_index("class")
-
-    def thresholds(self, policy: str = "tuned") -> np.ndarray:
-        return np.asarray(self.metrics["thresholds"][policy], dtype=float)
+        return pd.read_csv(self.run_dir / HISTORY_FILE)
 
     @property
-    def standardizer(self) -> Standardizer:
-        return Standardizer.from_dict(self.metrics["standardizer"])
+    def model_path(self) -> Path:
+        return self.run_dir / MODEL_FILE
+
+    def load_model(self):
+        """The trained keras.Model (uncompiled), or a one-line error if the file is damaged."""
+        import keras
+
+        try:
+            return keras.models.load_model(self.model_path, compile=False)
+        except Exception as exc:  # keras reports a truncated zip as e.g. "File not found"
+            raise EcgkerasError(f"cannot load {self.model_path} ({type(exc).__name__}): the file is damaged; "
+                                "rerun this run") from None
+
+    def _lookup(self, section: str, split: str, policy: str) -> Any:
+        if split not in SPLITS:
+            raise EcgkerasError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
+        if policy not in POLICIES:
+            raise EcgkerasError(f"unknown threshold policy {policy!r}: choose one of {', '.join(POLICIES)}")
+        return self.record[section][split][policy]
 
 
 def is_complete(run_dir: str | Path) -> bool:
     """A run counts as complete only once its record exists with every file it names."""
-    run_dir = Path(run_dir)
-    return (run_dir / RECORD_FILE).is_file() and all(
-        (run_dir / name).is_file() for name in (PREDICTIONS_FILE, "history.csv", "model.keras"))
+    return all((Path(run_dir) / name).is_file() for name in RUN_FILES)
 
 
 def load_run(run_dir: str | Path) -> RunRecord:
-    """Read a complete run folder, or a one-line error saying what to do."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise EcgkerasError(f"run folder not found: {run_dir}")
-    if not is_complete(run_dir):
-        raise EcgkerasError(f"run folder {run_dir} is incomplete (interrupted or failed): rerun it, "
-                            "e.g. with `ecgkeras study` which redoes incomplete runs")
-    try:
-        metrics = json.loads((run_dir / RECORD_FILE).read_text())
-    except json.JSONDecodeError as exc:
-        raise EcgkerasError(f"{run_dir / RECORD_FILE} is not valid JSON ({exc}); rerun this run") from exc
-    return RunRecord(run_dir, metrics)
+    """Read a complete run folder (see `RunRecord.load`)."""
+    return RunRecord.load(run_dir)
 
 
 def find_runs(study_dir: str | Path) -> list[RunRecord]:
     """Every complete run folder under `study_dir`, sorted by path."""
-    return [load_run(path.parent) for path in sorted(Path(study_dir).rglob(RECORD_FILE))
-            if is_complete(path.parent)]
+    return [RunRecord.load(path.parent) for path in sorted(Path(study_dir).rglob(RECORD_FILE))
+            if is_complete(path.parent) and not path.parent.name.startswith(".")]
 
 
-def _split_metrics(y_true: np.ndarray, y_prob: np.ndarray, thresholds: dict[str, np.ndarray]
-                   ) -> dict[str, dict[str, float]]:
-    return {policy: all_metrics(y_true, y_prob, values) for policy, values in thresholds.items()}
+# --------------------------------------------------------------------------- staging
 
 
-def _per_class_records(y_true, y_prob, thresholds, classes) -> dict[str, list[dict]]:
-    return {policy: per_class_table(y_true, y_prob, values, classes).reset_index().to_dict("records")
-            for policy, values in thresholds.items()}
+def _beside(run_dir: Path, role: str) -> Path:
+    return run_dir.with_name(f".{run_dir.name}.{role}")
 
 
-def run_experiment(config: RunConfig, run_dir: str | Path, dataset: PTBXL | None = None,
-                   progress: bool = True) -> RunRecord:
-    """Load data, train, evaluate on validation and test, and write the run record.
+def _finish_replacement(run_dir: Path) -> None:
+    """Finish replacing `run_dir` by a new run, also after an interruption: nothing else is lost.
 
-    Thresholds are tuned on the validation fold only. Pass `dataset` to reuse a loaded PTB-XL.
+    Files of the previous run folder that the new one lacks (the executed notebook, a user's
+    notes) move into it; only the previous run's own files are removed. Interrupted between
+    the two renames, this brings the previous complete run back.
+    """
+    previous = _beside(run_dir, "previous")
+    if not previous.is_dir():
+        return
+    run_dir.mkdir(exist_ok=True)
+    replaced = is_complete(run_dir)
+    for path in previous.iterdir():
+        if not (run_dir / path.name).exists() and not (replaced and path.name in RUN_FILES):
+            os.replace(path, run_dir / path.name)
+    shutil.rmtree(previous)
+
+
+@contextlib.contextmanager
+def staged_run_dir(run_dir: str | Path) -> Iterator[Path]:
+    """A fresh staging folder beside `run_dir` that replaces it when the block succeeds.
+
+    On an exception `run_dir` is left as it was and the staging folder is removed. Files
+    written into the old `run_dir` while staging (e.g. the executed notebook) are kept.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / RECORD_FILE).unlink(missing_ok=True)  # a rerun is incomplete until it finishes
-    started = datetime.now(timezone.utc)
-    data = dataset or load_ptbxl(config.data_dir, config.sampling_rate, config.label_level,
-                                 config.train_folds, config.val_folds, config.test_folds,
-                                 cache_dir=config.cache_dir, progress=progress)
-    train, val, test = data.train, data.val, data.test
-    for name, part in (("train", train), ("val", val), ("test", test)):
-        if len(part.X) == 0:
-            raise EcgkerasError(f"the {name} split of {config.data_dir} is empty: check the folds "
-                                f"{data.split_folds[name]} exist in ptbxl_database.csv")
-    crop = config.training.crop_length
-    if crop is not None and not 0 < crop <= train.X.shape[1]:
-        raise EcgkerasError(f"crop_length={crop} does not fit records of {train.X.shape[1]} samples: "
-                            "give a length between 1 and the record length, or None")
-    standardizer = Standardizer.fit(train.X)
-    train, val, test = (part._replace(X=standardizer.transform(part.X)) for part in (train, val, test))
+    staging = _beside(run_dir, "staging")
+    try:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        _finish_replacement(run_dir)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+    except OSError as exc:
+        raise EcgkerasError(f"cannot write the run folder {run_dir} ({exc.strerror}): choose a writable "
+                            "output folder") from None
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if run_dir.exists():
+        previous = _beside(run_dir, "previous")
+        os.replace(run_dir, previous)
+        os.replace(staging, run_dir)
+        _finish_replacement(run_dir)
+    else:
+        os.replace(staging, run_dir)
 
+
+# --------------------------------------------------------------------------- one run, step by step
+
+
+def load_dataset(config: RunConfig, progress: bool = True) -> PTBXL:
+    """The run's data, loaded (and checked) before anything is written."""
+    return load_ptbxl(config.data_dir, config.sampling_rate, config.label_level, config.train_folds,
+                      config.val_folds, config.test_folds, cache_dir=config.cache_dir, progress=progress)
+
+
+def prepare_splits(config: RunConfig, data: PTBXL) -> tuple[Part, Part, Part, Standardizer]:
+    """Train, validation and test parts standardized with statistics of the training part."""
+    parts = {name: data.part(name) for name in ("train", "val", "test")}
+    for name, part in parts.items():
+        if len(part.X) == 0:
+            raise EcgkerasError(f"the {name} split of {config.data_dir} is empty: check that the folds "
+                                f"{data.split_folds[name]} exist in its {DATABASE_CSV}")
+    crop = config.training.crop_length
+    length = parts["train"].X.shape[1]
+    if crop is not None and crop > length:
+        raise EcgkerasError(f"crop_length={crop} does not fit records of {length} samples: give a length "
+                            "between 1 and the record length, or None")
+    standardizer = Standardizer.fit(parts["train"].X)
+    train, val, test = (part._replace(X=standardizer.transform(part.X)) for part in parts.values())
+    return train, val, test, standardizer
+
+
+def train_run(config: RunConfig, data: PTBXL, train: Part, val: Part, out_dir: Path):
+    """Build the architecture with the run's seed and train it; returns (model, history)."""
     input_length = config.training.crop_length or train.X.shape[1]
     set_seed(config.seed, config.training.deterministic)  # before building: initial weights are random too
-    model = build_model(config.architecture, (input_length, train.X.shape[2]), len(data.classes),
-                        sampling_rate=config.sampling_rate, **config.model)
-    history = train_model(model, train, val, run_dir, config.training, seed=config.seed)
+    model = build_model(config.architecture, (input_length, train.X.shape[2]), len(data.classes), config.model,
+                        sampling_rate=config.sampling_rate)
+    history = train_model(model, train, val, out_dir, config.training, seed=config.seed)
+    return model, history
 
+
+@dataclass
+class Evaluation:
+    """Probabilities, thresholds and metrics of one trained model on validation and test."""
+
+    val_prob: np.ndarray
+    test_prob: np.ndarray
+    thresholds: dict[str, np.ndarray]
+    inference_ms_per_ecg: float
+    metrics: dict[str, dict[str, dict[str, Any]]]
+    per_class: dict[str, dict[str, list[dict]]]
+
+
+def evaluate_run(config: RunConfig, model, val: Part, test: Part, classes: list[str]) -> Evaluation:
+    """Predict validation and test, tune thresholds on validation only, score both, bootstrap test."""
     crop = {"crop_length": config.training.crop_length, "window_stride": config.training.window_stride}
     val_prob = predict_probabilities(model, val.X, **crop)  # also traces predict, so the test timing is warm
-    started_test = time.perf_counter()
+    started = time.perf_counter()
     test_prob = predict_probabilities(model, test.X, **crop)
-    inference_ms_per_ecg = (time.perf_counter() - started_test) * 1000 / len(test.X)
-    thresholds = {"fixed": np.full(len(data.classes), 0.5), "tuned": tune_thresholds(val.Y, val_prob)}
-    test_metrics = _split_metrics(test.Y, test_prob, thresholds)
+    inference_ms_per_ecg = (time.perf_counter() - started) * 1000 / len(test.X)
+    thresholds = {"tuned": tune_thresholds(val.Y, val_prob), "fixed": np.full(len(classes), 0.5)}
+    scored = {"val": (val.Y, val_prob), "test": (test.Y, test_prob)}
+    metrics = {split: {policy: all_metrics(y_true, y_prob, values) for policy, values in thresholds.items()}
+               for split, (y_true, y_prob) in scored.items()}
+    per_class = {split: {policy: per_class_table(y_true, y_prob, values, classes).reset_index().to_dict("records")
+                         for policy, values in thresholds.items()}
+                 for split, (y_true, y_prob) in scored.items()}
     intervals = bootstrap_intervals(test.Y, test_prob, thresholds, config.bootstrap_resamples, seed=config.seed)
     for policy in thresholds:
-        test_metrics[policy]["ci95"] = intervals.get(policy, {})
+        metrics["test"][policy]["ci95"] = intervals.get(policy, {})
+    return Evaluation(val_prob, test_prob, thresholds, inference_ms_per_ecg, metrics, per_class)
+
+
+def write_record(out_dir: Path, config: RunConfig, data: PTBXL, splits: dict[str, Part], model,
+                 history: pd.DataFrame, evaluation: Evaluation, standardizer: Standardizer,
+                 started: datetime) -> None:
+    """Write the predictions, then the record (last: its presence marks a complete run)."""
+    val, test = splits["val"], splits["test"]
 
     def save_predictions(handle) -> None:
         np.savez_compressed(handle, classes=np.asarray(data.classes),
-                            val_ecg_ids=val.ecg_ids, val_true=val.Y, val_prob=val_prob,
-                            test_ecg_ids=test.ecg_ids, test_true=test.Y, test_prob=test_prob)
+                            val_ecg_ids=val.ecg_ids, val_true=val.Y, val_prob=evaluation.val_prob,
+                            test_ecg_ids=test.ecg_ids, test_true=test.Y, test_prob=evaluation.test_prob)
 
-    atomic_write(run_dir / PREDICTIONS_FILE, save_predictions)
+    atomic_write(out_dir / PREDICTIONS_FILE, save_predictions)
     epoch_seconds = history["epoch_seconds"].to_numpy()
     record = {
         "format": RECORD_FORMAT,
@@ -236,25 +464,43 @@ def run_experiment(config: RunConfig, run_dir: str | Path, dataset: PTBXL | None
                          "display_name": get_architecture(config.architecture).display_name},
         "versions": library_versions(),
         "classes": data.classes,
-        "data": {"n_train": len(train.X), "n_val": len(val.X), "n_test": len(test.X),
+        "data": {**{f"n_{name}": len(part.X) for name, part in splits.items()},
                  "n_dropped": data.n_dropped, "input_shape": list(model.input_shape[1:]),
-                 "split_folds": {k: list(v) for k, v in data.split_folds.items()}},
+                 "split_folds": {name: list(folds) for name, folds in data.split_folds.items()},
+                 "provenance": data_provenance(data.data_dir)},
         "n_parameters": int(model.count_params()),
         "timings": {"epochs_run": len(history),
-                    "best_epoch": int(history["val_auprc"].idxmax()) + 1,
+                    "best_epoch": int(history[MONITOR].idxmax()) + 1,
                     "seconds_per_epoch": float(np.median(epoch_seconds[1:] if len(epoch_seconds) > 1
                                                          else epoch_seconds)),
                     "first_epoch_seconds": float(epoch_seconds[0]),
                     "training_seconds": float(epoch_seconds.sum()),
-                    "inference_ms_per_ecg": inference_ms_per_ecg},
+                    "inference_ms_per_ecg": evaluation.inference_ms_per_ecg},
         "standardizer": standardizer.to_dict(),
-        "thresholds": {policy: values.tolist() for policy, values in thresholds.items()},
-        "metrics": {"val": _split_metrics(val.Y, val_prob, thresholds), "test": test_metrics},
-        "per_class": {"val": _per_class_records(val.Y, val_prob, thresholds, data.classes),
-                      "test": _per_class_records(test.Y, test_prob, thresholds, data.classes)},
+        "thresholds": {policy: values.tolist() for policy, values in evaluation.thresholds.items()},
+        "metrics": evaluation.metrics,
+        "per_class": evaluation.per_class,
     }
-    atomic_write_text(run_dir / RECORD_FILE, json.dumps(record, indent=2))
-    return load_run(run_dir)
+    atomic_write_text(out_dir / RECORD_FILE, json.dumps(record, indent=2))
+
+
+def run_experiment(config: RunConfig, run_dir: str | Path, dataset: PTBXL | None = None,
+                   progress: bool = True) -> RunRecord:
+    """Load data, train, evaluate on validation and test, and write the run record into `run_dir`.
+
+    Configuration and data are checked before anything is written; the run trains in a staging
+    folder that replaces `run_dir` only once complete. Thresholds are tuned on the validation
+    fold only. Pass `dataset` to reuse a loaded PTB-XL.
+    """
+    data = dataset or load_dataset(config, progress)
+    train, val, test, standardizer = prepare_splits(config, data)
+    started = datetime.now(timezone.utc)
+    with staged_run_dir(run_dir) as staging:
+        model, history = train_run(config, data, train, val, staging)
+        evaluation = evaluate_run(config, model, val, test, data.classes)
+        write_record(staging, config, data, {"train": train, "val": val, "test": test}, model, history,
+                     evaluation, standardizer, started)
+    return RunRecord.load(run_dir)
 
 
 def predict_record(run_dir: str | Path, record: str | Path) -> pd.DataFrame:
@@ -262,19 +508,19 @@ def predict_record(run_dir: str | Path, record: str | Path) -> pd.DataFrame:
 
     Rows are sorted by probability; `predicted` marks probabilities at or above the threshold.
     """
-    import keras
-
     from ecgkeras.data import read_record
 
-    run = load_run(run_dir)
+    run = RunRecord.load(run_dir)
     config = run.config
-    signal = read_record(Path(record).with_suffix(""), config.sampling_rate)
-    expected = run.metrics["data"]["input_shape"]
+    record = Path(record)
+    signal = read_record(record.with_name(record.name.removesuffix(".hea").removesuffix(".dat")),
+                         config.sampling_rate)
+    expected = run.data["input_shape"]
     crop = config.training.crop_length
     if not crop and list(signal.shape) != expected:
         raise EcgkerasError(f"record {record} has shape {signal.shape}, the model of {run_dir} expects "
                             f"{tuple(expected)}")
-    model = keras.models.load_model(run.run_dir / "model.keras", compile=False)
+    model = run.load_model()
     X = run.standardizer.transform(signal[np.newaxis])
     probs = predict_probabilities(model, X, crop_length=crop, window_stride=config.training.window_stride)[0]
     thresholds = run.thresholds("tuned")

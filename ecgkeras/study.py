@@ -1,7 +1,7 @@
 """The study runner: one papermill execution of the training notebook per (architecture, seed).
 
 Layout of a study folder:
-  study.json                         the settings every run shares (refuses to mix others)
+  study.json                         each configuration in the folder with its runs
   <architecture>/seed-<k>/           one run record + its executed notebook
   summary/                           tables, figures and the executed aggregation notebook
 A rerun skips complete runs and redoes incomplete ones; a failed run is reported with the
@@ -24,11 +24,10 @@ import jupytext
 import papermill
 from tqdm import tqdm
 
-from ecgkeras.data import load_ptbxl
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.files import atomic_write_text
 from ecgkeras.models import PAPER_ARCHITECTURES, get_architecture
-from ecgkeras.runs import find_runs, is_complete
+from ecgkeras.runs import RunConfig, RunRecord, find_runs, is_complete, load_dataset, load_run
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,8 @@ NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 TRAIN_NOTEBOOK = "02_train_architecture"
 AGGREGATE_NOTEBOOK = "03_aggregate_results"
 STUDY_FILE = "study.json"
-RUN_OWNED = ("architecture", "seed", "output_dir")  # set by the runner for each run
+STUDY_FORMAT = 2  # 2: the configurations in the folder, each with its runs
+RUNNER_OWNED = {"architecture": "--architectures", "seed": "--seeds", "data_dir": "--data-dir"}
 
 
 @dataclass
@@ -81,25 +81,69 @@ def _literal(value: str) -> Any:
 
 
 def parse_parameters(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
-    """`-p NAME VALUE` pairs to a dict, values parsed as JSON where possible."""
+    """`-p NAME VALUE` pairs to a dict, values parsed as JSON where possible (checked by the schema later)."""
     return {name: _literal(value) for name, value in pairs}
-
-
-def _check_study_file(study_dir: Path, shared: dict[str, Any], allow_mixed: bool) -> None:
-    path = study_dir / STUDY_FILE
-    if path.exists() and not allow_mixed:
-        previous = json.loads(path.read_text())
-        differing = sorted(k for k in set(previous) | set(shared) if previous.get(k) != shared.get(k))
-        if differing:
-            raise EcgkerasError(f"{study_dir} holds runs of a different configuration (differs in "
-                                f"{', '.join(differing)}): use another --out, or --allow-mixed to mix them")
-    study_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(shared, indent=2, sort_keys=True))
 
 
 def _execute(notebook: Path, output: Path, parameters: dict[str, Any], log_output: bool) -> None:
     papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3",
                                progress_bar=False, log_output=log_output, cwd=str(Path.cwd()))
+
+
+def plan_runs(data_dir: str | Path, study_dir: Path, architectures: Iterable[str], seeds: Iterable[int],
+              parameters: dict[str, Any]) -> dict[Path, RunConfig]:
+    """The configuration of every (architecture, seed) run folder, each checked by the run schema."""
+    if owned := sorted(set(parameters) & set(RUNNER_OWNED)):
+        raise EcgkerasError(f"parameter(s) {owned} are set by the study itself: use "
+                            + ", ".join(RUNNER_OWNED[name] for name in owned))
+    shared = {**parameters, "data_dir": str(Path(data_dir).resolve())}
+    RunConfig.from_parameters(**shared)  # the shared parameters' errors first, before per-run ones
+    return {study_dir / architecture / f"seed-{seed}":
+            RunConfig.from_parameters(**shared, architecture=architecture, seed=seed)
+            for architecture in dict.fromkeys(architectures) for seed in dict.fromkeys(seeds)}
+
+
+def _complete_runs(run_dirs: Iterable[Path]) -> dict[Path, RunRecord]:
+    """The readable complete runs among `run_dirs`; an unreadable record is redone, with a warning."""
+    complete = {}
+    for run_dir in run_dirs:
+        if is_complete(run_dir):
+            try:
+                complete[run_dir] = load_run(run_dir)
+            except EcgkerasError as exc:
+                log.warning("%s; training it again", exc)
+    return complete
+
+
+def _check_configurations(study_dir: Path, planned: dict[Path, RunConfig], existing: dict[Path, RunRecord],
+                          allow_mixed: bool) -> None:
+    """Refuse to add runs beside complete runs of another configuration, unless `allow_mixed`."""
+    requested = next(iter(planned.values())).shared_parameters(results_only=True)
+    for run_dir, run in existing.items():
+        theirs = run.config.shared_parameters(results_only=True)
+        differing = sorted(name for name in set(requested) | set(theirs) if requested.get(name) != theirs.get(name))
+        if differing and not allow_mixed:
+            changes = ", ".join(f"{name} {theirs.get(name)!r} there, {requested.get(name)!r} now"
+                                for name in differing)
+            raise EcgkerasError(f"{study_dir} holds runs of a different configuration ({run_dir.relative_to(study_dir)}"
+                                f": {changes}): use another --out, or --allow-mixed to add runs beside them")
+
+
+def _write_study_file(study_dir: Path, planned: dict[Path, RunConfig], existing: dict[Path, RunRecord]) -> None:
+    """`study.json`: each configuration in the folder with its runs (complete runs keep their own)."""
+    groups: dict[str, dict[str, Any]] = {}
+    for run_dir in sorted({*planned, *existing}):
+        config = existing[run_dir].config if run_dir in existing else planned[run_dir]
+        shared = config.shared_parameters()
+        group = groups.setdefault(json.dumps(shared, sort_keys=True), {"parameters": shared, "runs": []})
+        group["runs"].append(str(run_dir.relative_to(study_dir)))
+    try:
+        study_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(study_dir / STUDY_FILE, json.dumps({"format": STUDY_FORMAT,
+                                                              "configurations": list(groups.values())}, indent=2))
+    except OSError as exc:
+        raise EcgkerasError(f"cannot write the study folder {study_dir} ({exc.strerror}): choose a writable "
+                            "--out") from None
 
 
 def run_study(data_dir: str | Path, study_dir: str | Path,
@@ -108,59 +152,44 @@ def run_study(data_dir: str | Path, study_dir: str | Path,
               aggregate: bool = True, log_output: bool = False) -> StudyResult:
     """Run the training notebook for every (architecture, seed) missing in `study_dir`, then aggregate.
 
-    `parameters` are extra notebook parameters (epochs, sampling_rate, ...), shared by all runs.
+    `parameters` are run parameters (epochs, sampling_rate, ...; see `ecgkeras parameters`), shared
+    by all runs. Every parameter, the data folder and the study folder's existing runs are checked
+    before anything is written.
     """
     study_dir = Path(study_dir).resolve()
-    architectures = [get_architecture(name).name for name in architectures]
-    seeds = [int(seed) for seed in seeds]
     if jobs < 1:
         raise EcgkerasError(f"--jobs {jobs}: give at least 1")
+    architectures = [get_architecture(name).name for name in architectures]
+    planned = plan_runs(data_dir, study_dir, architectures, seeds, parameters or {})
+    first = next(iter(planned.values()))
+    load_dataset(first)  # checks the data folder and builds the signal cache once, before parallel runs read it
+    existing = _complete_runs(run_dir for run_dir in study_dir.glob("*/seed-*") if run_dir.is_dir())
+    _check_configurations(study_dir, planned, existing, allow_mixed)
+    _write_study_file(study_dir, planned, existing)
     with tempfile.TemporaryDirectory(prefix="ecgkeras-notebooks-") as tmp:
-        train_notebook = to_ipynb(TRAIN_NOTEBOOK, Path(tmp))
-        shared = _shared_parameters(train_notebook, parameters or {}, data_dir)
-        # Validate the data folder and build the signal cache once, before parallel runs read it.
-        load_ptbxl(shared["data_dir"], shared["sampling_rate"], shared["label_level"],
-                   cache_dir=shared["cache_dir"])
-        _check_study_file(study_dir, shared, allow_mixed)
-        result = _run_all(train_notebook, study_dir, architectures, seeds, shared, jobs, log_output)
+        result = _run_all(to_ipynb(TRAIN_NOTEBOOK, Path(tmp)), study_dir, planned, existing, jobs, log_output)
     if aggregate and (result.completed or result.skipped):
-        result.summary_dir = aggregate_study(study_dir, bootstrap_resamples=shared["bootstrap_resamples"],
+        result.summary_dir = aggregate_study(study_dir, bootstrap_resamples=first.bootstrap_resamples,
                                              log_output=log_output)
     return result
 
 
-def _shared_parameters(notebook: Path, parameters: dict[str, Any], data_dir: str | Path) -> dict[str, Any]:
-    """The notebook's defaults overridden by `parameters`: what every run of the study shares."""
-    defaults = notebook_parameters(notebook)
-    bad = sorted((set(parameters) - set(defaults)) | (set(parameters) & set(RUN_OWNED)))
-    if bad:
-        raise EcgkerasError(f"unknown or runner-owned notebook parameter(s) {bad}: valid names are "
-                            f"{', '.join(sorted(set(defaults) - set(RUN_OWNED)))}")
-    shared = {**defaults, **parameters, "data_dir": str(Path(data_dir).resolve())}
-    for name in RUN_OWNED:
-        shared.pop(name)
-    return shared
-
-
-def _run_all(train_notebook: Path, study_dir: Path, architectures: list[str], seeds: list[int],
-             shared: dict[str, Any], jobs: int, log_output: bool) -> StudyResult:
-    """Execute the missing runs (`jobs` at a time); complete ones are skipped."""
+def _run_all(train_notebook: Path, study_dir: Path, planned: dict[Path, RunConfig],
+             existing: dict[Path, RunRecord], jobs: int, log_output: bool) -> StudyResult:
+    """Execute the planned runs that are not complete (`jobs` at a time); complete ones are skipped."""
     result = StudyResult(study_dir)
     pending = []
-    for architecture in architectures:
-        for seed in seeds:
-            run_dir = study_dir / architecture / f"seed-{seed}"
-            (result.skipped if is_complete(run_dir) else pending).append(run_dir)
+    for run_dir in planned:
+        (result.skipped if run_dir in existing else pending).append(run_dir)
     if result.skipped:
         log.warning("skipping %d complete run(s) already in %s", len(result.skipped), study_dir)
 
     def execute(run_dir: Path) -> None:
-        architecture, seed = run_dir.parent.name, int(run_dir.name.removeprefix("seed-"))
         run_dir.mkdir(parents=True, exist_ok=True)
         output = run_dir / f"{TRAIN_NOTEBOOK}.ipynb"
         try:
-            _execute(train_notebook, output, {**shared, "architecture": architecture, "seed": seed,
-                                              "output_dir": str(run_dir)}, log_output)
+            _execute(train_notebook, output, {**planned[run_dir].parameters(), "output_dir": str(run_dir)},
+                     log_output)
         except papermill.PapermillExecutionError as exc:  # a cell failed: keep going with the others
             result.failed[run_dir] = f"{exc.ename}: {exc.evalue} (see {output})"
             return

@@ -28,6 +28,7 @@ import wfdb
 from scipy.signal import resample_poly
 from tqdm import tqdm
 
+from ecgkeras.data import LEADS
 from ecgkeras.errors import EcgkerasError
 
 MARKER_FILE = "SYNTHETIC.json"
@@ -35,7 +36,6 @@ FORMAT_VERSION = 1
 MIN_RECORDS = 20
 MAX_RECORDS = 99_999  # record names have five digits
 
-LEADS: tuple[str, ...] = ("I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6")
 HIGH_RATE, LOW_RATE = 500, 100
 DURATION_S = 10.0
 HIGH_TIME = np.arange(int(HIGH_RATE * DURATION_S)) / HIGH_RATE

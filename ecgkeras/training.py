@@ -8,8 +8,9 @@ learning-rate reduction on plateau, stop on NaN, a best-model checkpoint and a C
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import keras
 import numpy as np
@@ -19,45 +20,47 @@ from keras import ops
 
 from ecgkeras.data import Part
 from ecgkeras.errors import EcgkerasError
+from ecgkeras.schema import Schema, parameter
 
 LOSSES: tuple[str, ...] = ("bce", "weighted_bce", "focal")
-MONITOR = "val_auprc"
+MONITOR = "val_auprc"  # validation macro-AUPRC: early stopping, LR schedule and checkpoint
+MODEL_FILE = "model.keras"  # the best model by MONITOR
+HISTORY_FILE = "history.csv"  # one row per epoch
 
 
 @dataclass
-class TrainingConfig:
+class TrainingConfig(Schema):
     """Training hyperparameters (defaults for PTB-XL at 100 Hz on a CPU or one GPU)."""
 
-    epochs: int = 30
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    loss: str = "bce"  # "bce", "weighted_bce" (positives weighted by negatives/positives) or "focal"
-    focal_gamma: float = 2.0
-    max_pos_weight: float = 50.0
-    crop_length: int | None = None  # random crops of this many samples while training
-    window_stride: int | None = None  # sliding-window stride at evaluation (default crop_length // 2)
-    patience: int = 8  # early stopping, epochs without val macro-AUPRC improvement
-    lr_patience: int = 3
-    lr_factor: float = 0.5
-    min_learning_rate: float = 1e-5
-    jit_compile: bool = False  # XLA; needs deterministic=False (Keras turns XLA off under op determinism)
-    deterministic: bool = True
-    verbose: int = 2  # Keras fit verbosity: 1 progress bar, 2 one line per epoch
+    kind: ClassVar[str] = "training parameter"
+
+    epochs: int = parameter(30, "most epochs (early stopping usually ends sooner)", minimum=1)
+    batch_size: int = parameter(64, "records per batch", minimum=1)
+    learning_rate: float = parameter(1e-3, "Adam's initial learning rate", minimum=0, above_minimum=True)
+    loss: str = parameter("bce", "bce, weighted_bce (positives weighted by negatives/positives) or focal",
+                          choices=LOSSES)
+    focal_gamma: float = parameter(2.0, "focusing parameter of the focal loss", minimum=0)
+    max_pos_weight: float = parameter(50.0, "cap on the positive-class weight of weighted_bce", minimum=1)
+    crop_length: int | None = parameter(None, "random crops of this many samples while training; "
+                                        "None: full records", minimum=1)
+    window_stride: int | None = parameter(None, "sliding-window stride at evaluation; None: crop_length // 2",
+                                          minimum=1)
+    patience: int = parameter(8, f"early stopping: epochs without {MONITOR} improvement", minimum=0)
+    lr_patience: int = parameter(3, "epochs without improvement before the learning rate is reduced", minimum=0)
+    lr_factor: float = parameter(0.5, "learning-rate reduction factor", minimum=0, maximum=1,
+                                 above_minimum=True, below_maximum=True)
+    min_learning_rate: float = parameter(1e-5, "floor of the reduced learning rate", minimum=0)
+    jit_compile: bool = parameter(False, "XLA; needs deterministic=False (Keras disables XLA under op "
+                                  "determinism) and measured slower on CPU")
+    deterministic: bool = parameter(True, "deterministic TensorFlow ops: the same seed gives the same metrics")
+    verbose: int = parameter(2, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch",
+                             choices=(0, 1, 2), affects_results=False)
 
     def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise EcgkerasError(f"unknown loss {self.loss!r}: use one of {', '.join(LOSSES)}")
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise EcgkerasError(f"{name}={getattr(self, name)} must be at least 1")
+        super().__post_init__()
         if self.jit_compile and self.deterministic:
             raise EcgkerasError("jit_compile=True has no effect with deterministic=True (Keras disables XLA "
                                 "under op determinism): also pass deterministic=False")
-        if self.learning_rate <= 0:
-            raise EcgkerasError(f"learning_rate={self.learning_rate} must be positive")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @keras.saving.register_keras_serializable(package="ecgkeras")
@@ -148,9 +151,9 @@ def standard_callbacks(config: TrainingConfig, out_dir: Path) -> list[keras.call
                                           patience=config.lr_patience, min_lr=config.min_learning_rate,
                                           verbose=1),
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.ModelCheckpoint(out_dir / "model.keras", monitor=MONITOR, mode="max",
+        keras.callbacks.ModelCheckpoint(out_dir / MODEL_FILE, monitor=MONITOR, mode="max",
                                         save_best_only=True),
-        keras.callbacks.CSVLogger(out_dir / "history.csv"),
+        keras.callbacks.CSVLogger(out_dir / HISTORY_FILE),
     ]
 
 
@@ -159,7 +162,7 @@ def train_model(model: keras.Model, train: Part, val: Part, out_dir: str | Path,
     """Compile and fit `model`; returns the history (one row per epoch).
 
     The best model (by validation macro-AUPRC) is restored in memory and saved as
-    `out_dir/model.keras`; the history is written to `out_dir/history.csv`. `seed` fixes the
+    `out_dir/MODEL_FILE`; the history is written to `out_dir/HISTORY_FILE`. `seed` fixes the
     shuffling; call `set_seed` before `build_model` to fix the initial weights too.
     """
     out_dir = Path(out_dir)

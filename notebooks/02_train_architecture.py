@@ -19,48 +19,53 @@
 # papermill; the cell below holds its parameters.
 
 # %% tags=["parameters"]
+# Every run parameter, with the schema's default (`ecgkeras parameters` lists types and ranges).
 data_dir = "data/synthetic-ptbxl"  # a PTB-XL folder (ptbxl_database.csv, scp_statements.csv, records100/...)
+architecture = "cnn-bilstm"  # see `ecgkeras architectures`
 sampling_rate = 100  # 100 or 500 Hz
 label_level = "subclass"  # subclass (23), superclass (5), diagnostic, form, rhythm, all
-architecture = "cnn-bilstm"  # see `ecgkeras architectures`
 seed = 0
-output_dir = "runs/notebook/cnn-bilstm/seed-0"  # the run record is written here
+train_folds = [1, 2, 3, 4, 5, 6, 7, 8]
+val_folds = [9]  # early stopping and threshold tuning
+test_folds = [10]
+bootstrap_resamples = 1000  # test-fold bootstrap for 95% intervals; 0: none
 cache_dir = None  # signal cache; None: $ECGKERAS_CACHE or ~/.cache/ecgkeras
-# training
-epochs = 30
-batch_size = 64
-learning_rate = 0.001
-loss = "bce"  # bce, weighted_bce or focal
-patience = 8  # early stopping on validation macro-AUPRC
-lr_patience = 3
-crop_length = None  # random crops of this many samples while training; None: full records
-jit_compile = False  # XLA; measured slower on CPU (benchmarks/RESULTS.md); needs deterministic off
-deterministic = True  # deterministic TensorFlow ops: the same seed gives the same metrics
 # model
 filters = [64, 64, 128, 128]
 kernel_sizes = [7, 5, 5, 3]
+pool_size = 2
 rnn_units = 64
 rnn_dropout = 0.2
 depth = None  # None: the architecture's own number of recurrent layers
 head_units = 128
 dropout = 0.3
-# evaluation
-bootstrap_resamples = 1000
+# training
+epochs = 30
+batch_size = 64
+learning_rate = 0.001
+loss = "bce"  # bce, weighted_bce or focal
+focal_gamma = 2.0
+max_pos_weight = 50.0
+crop_length = None  # random crops of this many samples while training; None: full records
+window_stride = None  # sliding-window stride at evaluation; None: half the crop
+patience = 8  # early stopping on validation macro-AUPRC
+lr_patience = 3
+lr_factor = 0.5
+min_learning_rate = 1e-05
+jit_compile = False  # XLA; measured slower on CPU (benchmarks/RESULTS.md); needs deterministic off
+deterministic = True  # deterministic TensorFlow ops: the same seed gives the same metrics
+verbose = 2  # Keras: one line per epoch
+# where the run record goes
+output_dir = "runs/notebook/cnn-bilstm/seed-0"
 
 # %%
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ecgkeras.reporting import plot_history
+from ecgkeras.figures import plot_history
 from ecgkeras.runs import RunConfig, run_experiment
 
-config = RunConfig.from_parameters(
-    data_dir=data_dir, sampling_rate=sampling_rate, label_level=label_level, architecture=architecture,
-    seed=seed, cache_dir=cache_dir, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-    loss=loss, patience=patience, lr_patience=lr_patience, crop_length=crop_length,
-    jit_compile=jit_compile, deterministic=deterministic, filters=filters, kernel_sizes=kernel_sizes,
-    rnn_units=rnn_units, rnn_dropout=rnn_dropout, depth=depth, head_units=head_units, dropout=dropout,
-    bootstrap_resamples=bootstrap_resamples)
+config = RunConfig.from_parameters(**{name: globals()[name] for name in RunConfig.parameter_names()})
 
 # %% [markdown]
 # ## Training
@@ -68,8 +73,8 @@ config = RunConfig.from_parameters(
 
 # %%
 run = run_experiment(config, output_dir)
-print(f"{run.metrics['architecture']['display_name']}: {run.metrics['n_parameters']:,} parameters, "
-      f"{run.metrics['timings']['seconds_per_epoch']:.1f} s/epoch, best epoch {run.metrics['timings']['best_epoch']}")
+print(f"{run.display_name}: {run.n_parameters:,} parameters, {run.timings['seconds_per_epoch']:.1f} s/epoch, "
+      f"best epoch {run.timings['best_epoch']} of {run.timings['epochs_run']}")
 
 # %%
 plot_history(run.history);
@@ -82,9 +87,9 @@ plot_history(run.history);
 # %%
 headline = ["hamming_loss", "macro_auprc", "micro_f1", "subset_accuracy", "macro_auroc", "macro_f1",
             "micro_precision", "micro_recall", "n_classes_scored"]
-test = run.metrics["metrics"]["test"]
-display(pd.DataFrame({policy: {name: test[policy][name] for name in headline} for policy in test}).round(4))
-display(pd.DataFrame(test["tuned"]["ci95"], index=["ci95 low", "ci95 high"]).round(4))
+display(pd.DataFrame({policy: {name: run.metrics("test", policy)[name] for name in headline}
+                      for policy in ("tuned", "fixed")}).round(4))
+display(pd.DataFrame(run.intervals("tuned"), index=["ci95 low", "ci95 high"]).round(4))
 
 # %% [markdown]
 # ## Per-class results (test fold, validation-tuned thresholds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,18 @@ def synthetic_ptbxl(tmp_path_factory) -> Path:
 
     return make_synthetic_ptbxl(tmp_path_factory.mktemp("synthetic") / "ptbxl", n_records=300, seed=7,
                                 progress=False)
+
+
+@pytest.fixture
+def read_only_dir(tmp_path) -> Path:
+    """A folder nobody can write to: a read-only tmpfs for root (who ignores permissions), else mode 0555."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if os.geteuid() == 0:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], check=True)
+        yield folder
+        subprocess.run(["umount", str(folder)], check=True)
+    else:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)

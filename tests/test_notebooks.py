@@ -44,9 +44,9 @@ def test_study_runs_each_architecture_through_papermill_and_records_parameters(s
         executed = nbformat.read(run_dir / "02_train_architecture.ipynb", as_version=4)
         injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
         assert injected and "epochs = 1" in injected[0].source
-        config = load_run(run_dir).metrics["config"]
-        assert config["architecture"] == architecture and config["training"]["epochs"] == 1
-        assert config["model"]["rnn_units"] == 8 and config["bootstrap_resamples"] == 10
+        config = load_run(run_dir).config
+        assert config.architecture == architecture and config.training.epochs == 1
+        assert config.model.rnn_units == 8 and config.bootstrap_resamples == 10
 
 
 def test_study_writes_the_summary_with_tables_and_figures(study):
@@ -62,7 +62,7 @@ def test_study_writes_the_summary_with_tables_and_figures(study):
 
 def test_interrupted_study_resumes_only_the_missing_runs(study, synthetic_ptbxl):
     out, _ = study
-    (out / "cnn-gru" / "seed-0" / "metrics.json").unlink()  # as if killed before the record was written
+    (out / "cnn-gru" / "seed-0" / "metrics.json").unlink()  # as if an older version was killed mid-write
     kept = (out / "cnn" / "seed-0" / "metrics.json").stat().st_mtime_ns
     result = run_study(synthetic_ptbxl, out, architectures=["cnn", "cnn-gru"], parameters=TINY,
                        aggregate=False)
@@ -82,7 +82,8 @@ def test_a_failed_run_is_reported_and_does_not_stop_the_others(synthetic_ptbxl, 
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"parameters": {"learning_rat": 0.1}}, "unknown or runner-owned notebook parameter"),
+    ({"parameters": {"learning_rat": 0.1}}, "unknown parameter"),
+    ({"parameters": {"seed": 1}}, "set by the study itself: use --seeds"),
     ({"architectures": ["cnn-tcn"]}, "unknown architecture"),
 ])
 def test_bad_study_arguments(synthetic_ptbxl, tmp_path, kwargs, match):
@@ -95,11 +96,20 @@ def test_a_folder_that_is_not_ptbxl_is_refused(tmp_path):
         run_study(tmp_path, tmp_path / "s", architectures=["cnn"])
 
 
-def test_mixing_configurations_is_refused_unless_asked(study, synthetic_ptbxl):
+def test_mixing_configurations_is_refused_unless_asked_and_then_described_truly(study, synthetic_ptbxl):
     out, _ = study
-    with pytest.raises(EcgkerasError, match="different configuration.*learning_rate"):
-        run_study(synthetic_ptbxl, out, architectures=["cnn"], parameters={**TINY, "learning_rate": 0.01})
-    assert json.loads((out / "study.json").read_text())["learning_rate"] == 0.001
+    before = (out / "study.json").read_text()
+    with pytest.raises(EcgkerasError, match="different configuration.*learning_rate 0.001 there, 0.01 now"):
+        run_study(synthetic_ptbxl, out, architectures=["cnn"], seeds=[0, 1],
+                  parameters={**TINY, "learning_rate": 0.01})
+    assert (out / "study.json").read_text() == before
+    mixed = run_study(synthetic_ptbxl, out, architectures=["cnn"], seeds=[0, 1], allow_mixed=True,
+                      parameters={**TINY, "learning_rate": 0.01}, aggregate=False)
+    assert [p.name for p in mixed.skipped] == ["seed-0"] and [p.name for p in mixed.completed] == ["seed-1"]
+    assert load_run(out / "cnn" / "seed-0").config.training.learning_rate == 0.001  # kept as it was
+    groups = {group["parameters"]["learning_rate"]: group["runs"]
+              for group in json.loads((out / "study.json").read_text())["configurations"]}
+    assert groups == {0.001: ["cnn/seed-0", "cnn-gru/seed-0"], 0.01: ["cnn/seed-1"]}
 
 
 def test_tour_notebook_runs_on_the_real_subset(real_ptbxl, tmp_path):

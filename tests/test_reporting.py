@@ -9,12 +9,13 @@ import pandas as pd
 import pytest
 
 from ecgkeras import EcgkerasError
-from ecgkeras.reporting import (PAPER_REFERENCE, format_table, paired_comparisons, per_class_recall,
-                                plot_complexity, plot_history, plot_paired_comparison, plot_recall_bars,
-                                plot_recall_heatmap, reference_table, runs_frame, save_figure, save_table,
-                                summary_table, write_summary)
-from ecgkeras.runs import RunConfig, find_runs
-from ecgkeras.synthetic import MARKER_FILE
+from ecgkeras.figures import (plot_complexity, plot_history, plot_paired_comparison, plot_recall_bars,
+                              plot_recall_heatmap, save_figure)
+from ecgkeras.formatting import format_table, save_table
+from ecgkeras.reporting import write_summary
+from ecgkeras.runs import RECORD_FORMAT, RunConfig, find_runs
+from ecgkeras.tables import PAPER_REFERENCE, paired_comparisons, per_class_recall, reference_table, runs_frame, \
+    summary_table
 
 matplotlib.use("Agg")
 
@@ -50,7 +51,7 @@ def known_metrics(arch: str, seed: int, policy: str) -> dict:
 
 
 
-def write_run(run_dir, arch, seed, data_dir, ecg_ids=ECG_IDS):
+def write_run(run_dir, arch, seed, data_dir, ecg_ids=ECG_IDS, synthetic=False):
     """A complete run folder in the record format of `run_experiment`, with known values."""
     run_dir.mkdir(parents=True)
     config = RunConfig(data_dir=str(data_dir), architecture=arch, seed=seed, bootstrap_resamples=0)
@@ -59,11 +60,13 @@ def write_run(run_dir, arch, seed, data_dir, ecg_ids=ECG_IDS):
     per_class = [{"class": name, "support": int(support[k]), "precision": 0.5, "recall": recall_of(arch, seed)[k],
                   "f1": 0.5, "auprc": 0.5, "auroc": 0.7, "threshold": 0.5} for k, name in enumerate(CLASSES)]
     record = {
-        "format": 1, "status": "complete", "config": config.to_dict(),
+        "format": RECORD_FORMAT, "status": "complete", "config": config.to_dict(), "versions": {},
         "architecture": {"name": arch, "display_name": DISPLAY[ARCHS.index(arch)]},
         "classes": CLASSES,
         "data": {"n_train": 800, "n_val": 100, "n_test": N_TEST, "n_dropped": 0, "input_shape": [1000, 12],
-                 "split_folds": {"train": list(range(1, 9)), "val": [9], "test": [10]}},
+                 "split_folds": {"train": list(range(1, 9)), "val": [9], "test": [10]},
+                 "provenance": {"synthetic": synthetic, "data_dir": str(data_dir), "database_sha256": "0" * 64}},
+        "standardizer": {"mean": [0.0] * 12, "std": [1.0] * 12},
         "n_parameters": PARAMETERS[arch],
         "timings": {"epochs_run": 2, "best_epoch": 2, "seconds_per_epoch": 10.0 * (ARCHS.index(arch) + 1) + seed,
                     "first_epoch_seconds": 20.0, "training_seconds": 40.0, "inference_ms_per_ecg": 1.5},
@@ -134,7 +137,7 @@ def test_best_values_are_marked_on_the_right_rows(runs):
 
 
 def test_no_plus_minus_with_a_single_seed(runs):
-    single = format_table(summary_table([run for run in runs if run.metrics["config"]["seed"] == 0]))
+    single = format_table(summary_table([run for run in runs if run.seed == 0]))
     assert single.loc["CNN", "macro-AUPRC"] == "0.4000"
     assert not single.stack().str.contains("±").any()
 
@@ -224,11 +227,9 @@ def test_write_summary_writes_every_table_figure_and_readme(study):
     assert len(find_runs(study)) == len(ARCHS) * len(SEEDS)  # the summary folder adds no runs
 
 
-def test_synthetic_data_is_said_prominently_and_one_architecture_still_works(tmp_path):
-    data = tmp_path / "synthetic"
-    data.mkdir()
-    (data / MARKER_FILE).write_text("{}\n")
-    write_run(tmp_path / "study" / "cnn" / "seed-0", "cnn", 0, data)
+def test_synthetic_data_is_said_prominently_even_when_the_data_folder_is_gone(tmp_path):
+    # the record says what the data was when the run trained; the folder itself may be deleted since
+    write_run(tmp_path / "study" / "cnn" / "seed-0", "cnn", 0, tmp_path / "deleted", synthetic=True)
     out = write_summary(tmp_path / "study", tmp_path / "elsewhere", n_resamples=10)
     assert out == tmp_path / "elsewhere"
     readme = (out / "README.md").read_text()

@@ -78,14 +78,15 @@ def test_a_model_learns_the_synthetic_classes(synthetic_ptbxl, tmp_path):
     config = RunConfig.from_parameters(data_dir=str(synthetic_ptbxl), architecture="cnn", epochs=8,
                                        batch_size=16, learning_rate=3e-3, bootstrap_resamples=0, **SMALL_MODEL)
     run = run_experiment(config, tmp_path / "run", progress=False)
-    assert run.metrics["metrics"]["test"]["tuned"]["macro_auroc"] > 0.75
+    assert run.metrics("test", "tuned")["macro_auroc"] > 0.75
 
 
 def test_same_seed_gives_identical_metrics(synthetic_ptbxl, tmp_path):
     def metrics(seed, name):
         config = RunConfig.from_parameters(data_dir=str(synthetic_ptbxl), architecture="cnn-gru", epochs=2,
                                            batch_size=32, seed=seed, bootstrap_resamples=0, **SMALL_MODEL)
-        return run_experiment(config, tmp_path / name, progress=False).metrics["metrics"]
+        run = run_experiment(config, tmp_path / name, progress=False)
+        return {split: {policy: run.metrics(split, policy) for policy in ("tuned", "fixed")} for split in ("val", "test")}
 
     first = metrics(0, "a")
     keras.utils.set_random_seed(12345)  # disturb every global random state between the two runs,
@@ -98,16 +99,16 @@ def test_cropped_training_is_evaluated_on_full_records_by_sliding_windows(synthe
     config = RunConfig.from_parameters(data_dir=str(synthetic_ptbxl), architecture="cnn", epochs=1,
                                        batch_size=32, crop_length=250, bootstrap_resamples=0, **SMALL_MODEL)
     run = run_experiment(config, tmp_path / "crop", progress=False)
-    assert run.metrics["data"]["input_shape"] == [250, 12]
-    assert run.predictions["test_prob"].shape[0] == run.metrics["data"]["n_test"]
+    assert run.data["input_shape"] == [250, 12]
+    assert run.predictions["test_prob"].shape[0] == run.data["n_test"]
 
 
 def test_unknown_parameters_are_refused():
     with pytest.raises(EcgkerasError, match="unknown parameter"):
         RunConfig.from_parameters(data_dir="x", learning_rat=0.1)
-    with pytest.raises(EcgkerasError, match="unknown architecture"):
+    with pytest.raises(EcgkerasError, match="architecture='cnn-tcn': must be one of cnn, cnn-lstm"):
         RunConfig.from_parameters(data_dir="x", architecture="cnn-tcn")
-    with pytest.raises(EcgkerasError, match="unknown loss"):
+    with pytest.raises(EcgkerasError, match="loss='hinge': must be one of bce, weighted_bce, focal"):
         RunConfig.from_parameters(data_dir="x", loss="hinge")
 
 

@@ -1,0 +1,163 @@
+"""Study tables from run records: one row per run, paper-style summaries, per-class recall, paired tests.
+
+Nothing here trains or re-runs a model; every value comes from a run record (`RunRecord`).
+Conventions:
+- Tables show the test fold by default; mean and sample standard deviation (ddof=1) over
+  seeds. Architectures appear in registry order (`ecgkeras.models.ARCHITECTURES`) under
+  their display names.
+- Paired comparisons use each architecture's lowest seed (one run each, with that run's
+  own thresholds): averaging probabilities over seeds would need thresholds re-tuned on
+  the averaged validation probabilities, which is a new model, not a record.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ecgkeras.errors import EcgkerasError
+from ecgkeras.evaluation import HEADLINE_METRICS, paired_bootstrap
+from ecgkeras.models import ARCHITECTURES
+from ecgkeras.runs import POLICIES, RunRecord
+
+PAIRED_COLUMNS: tuple[str, ...] = ("architecture", "seed", "reference", "reference_seed", "metric",
+                                   "difference", "ci_low", "ci_high", "significant")
+
+# Published reference points, printed beside our numbers (test fold, PTB-XL 23 diagnostic subclasses).
+PAPER_REFERENCE: dict[str, dict[str, float | str]] = {
+    "Jafari & Jafari 2026": {"model": "CNN-BiLSTM", "hamming_loss": 0.0338, "macro_auprc": 0.4715,
+                             "micro_f1": 0.6979, "subset_accuracy": 0.5723},
+    "Strodthoff et al. 2020 (PTB-XL benchmark)": {"model": "best benchmark models (approx.)",
+                                                  "macro_auroc": 0.93},
+}
+
+
+def reference_table() -> pd.DataFrame:
+    """`PAPER_REFERENCE` as a table (one row per source; NaN where a source reports no value)."""
+    table = pd.DataFrame.from_dict(PAPER_REFERENCE, orient="index").rename_axis("source")
+    return table[["model", *(m for m in HEADLINE_METRICS if m in table)]]
+
+
+def ordered_runs(runs: Iterable[RunRecord]) -> list[RunRecord]:
+    """Runs in registry order, then by seed; refuses two runs of one (architecture, seed)."""
+    order = {name: index for index, name in enumerate(ARCHITECTURES)}
+    ordered = sorted(runs, key=lambda run: (order[run.architecture], run.seed))
+    for before, after in zip(ordered, ordered[1:]):
+        if (before.architecture, before.seed) == (after.architecture, after.seed):
+            raise EcgkerasError(f"two runs of {after.architecture} seed {after.seed} "
+                                f"({before.run_dir}, {after.run_dir}): keep one of them")
+    return ordered
+
+
+def shown_path(path: str | Path) -> str:
+    """`path` relative to the working directory when inside it (summaries get copied and published)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
+def runs_frame(runs: Sequence[RunRecord], split: str = "test") -> pd.DataFrame:
+    """One row per (architecture, seed, policy): headline metrics on `split`, size and timings."""
+    rows = []
+    for run in ordered_runs(runs):
+        for policy in POLICIES:
+            values = run.metrics(split, policy)
+            rows.append({"architecture": run.architecture, "display_name": run.display_name,
+                         "seed": run.seed, "policy": policy,
+                         **{metric: float(values[metric]) for metric in HEADLINE_METRICS},
+                         "n_parameters": run.n_parameters,
+                         "seconds_per_epoch": float(run.timings["seconds_per_epoch"]),
+                         "inference_ms_per_ecg": float(run.timings["inference_ms_per_ecg"]),
+                         "run_dir": shown_path(run.run_dir)})
+    columns = ["architecture", "display_name", "seed", "policy", *HEADLINE_METRICS, "n_parameters",
+               "seconds_per_epoch", "inference_ms_per_ecg", "run_dir"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def summary_table(runs: Sequence[RunRecord], policy: str = "tuned", split: str = "test") -> pd.DataFrame:
+    """The paper-style table: one row per architecture, `<metric>` (mean) and `<metric>_std` over seeds."""
+    if policy not in POLICIES:
+        raise EcgkerasError(f"unknown threshold policy {policy!r}: choose one of {', '.join(POLICIES)}")
+    frame = runs_frame(runs, split)
+    grouped = frame[frame["policy"] == policy].groupby("display_name", sort=False)
+    averaged = [*HEADLINE_METRICS, "seconds_per_epoch"]
+    mean, std = grouped[averaged].mean(), grouped[averaged].std()
+    table = pd.DataFrame(index=mean.index.rename("architecture"))
+    for metric in HEADLINE_METRICS:
+        table[metric], table[f"{metric}_std"] = mean[metric], std[metric]
+    table["n_parameters"] = grouped["n_parameters"].mean().round().astype("int64")
+    table["seconds_per_epoch"], table["seconds_per_epoch_std"] = mean["seconds_per_epoch"], std["seconds_per_epoch"]
+    table["n_seeds"] = grouped.size()
+    return table
+
+
+def per_class_recall(runs: Sequence[RunRecord], policy: str = "tuned", split: str = "test") -> pd.DataFrame:
+    """Recall per class (rows) and architecture (columns, mean over seeds), after a `support` column."""
+    ordered = ordered_runs(runs)
+    if not ordered:
+        raise EcgkerasError("no runs given: nothing to tabulate")
+    classes = ordered[0].classes
+    parts = []
+    for run in ordered:
+        if run.classes != classes:
+            raise EcgkerasError(f"{run.run_dir} has other classes than {ordered[0].run_dir}: "
+                                "compare runs of one study (same label level)")
+        part = run.per_class(split, policy)[["support", "recall"]]
+        parts.append(part.assign(architecture=run.display_name).reset_index())
+    long = pd.concat(parts, ignore_index=True)
+    if (long.groupby("class")["support"].nunique() > 1).any():
+        raise EcgkerasError(f"the runs were evaluated on different {split} records (class support differs): "
+                            "compare runs of one study (same data and folds)")
+    architectures = list(dict.fromkeys(long["architecture"]))
+    recall = long.pivot_table(index="class", columns="architecture", values="recall", aggfunc="mean")
+    recall = recall.reindex(index=classes, columns=architectures)
+    recall.columns.name = None
+    recall.insert(0, "support", long.groupby("class")["support"].first().reindex(classes).astype("int64"))
+    return recall
+
+
+def paired_comparisons(runs: Sequence[RunRecord], reference: str | None = None,
+                       metrics: Sequence[str] = ("macro_auprc", "micro_f1"), n_resamples: int = 1000,
+                       seed: int = 0, policy: str = "tuned") -> pd.DataFrame:
+    """Every architecture minus the reference on the test fold, with paired bootstrap 95% intervals.
+
+    The reference is the architecture with the best mean test macro-AUPRC unless `reference`
+    (registry or display name) is given. Each architecture is represented by its lowest seed.
+    """
+    if n_resamples < 1:
+        raise EcgkerasError(f"n_resamples={n_resamples}: a paired bootstrap needs at least 1 resample")
+    first: dict[str, RunRecord] = {}
+    for run in ordered_runs(runs):
+        first.setdefault(run.architecture, run)
+    if reference is None:
+        frame = runs_frame(runs)
+        auprc = frame[frame["policy"] == policy].groupby("architecture", sort=False)["macro_auprc"].mean()
+        reference = auprc.idxmax()
+    else:
+        by_display = {arch.display_name: name for name, arch in ARCHITECTURES.items()}
+        reference = by_display.get(reference, reference)
+    if reference not in first:
+        raise EcgkerasError(f"reference architecture {reference!r} has no run here: choose one of "
+                            f"{', '.join(first)}")
+    base = first[reference]
+    base_pred = base.predictions
+    results = []
+    for name, run in first.items():
+        if name == reference:
+            continue
+        pred = run.predictions
+        if not all(np.array_equal(pred[key], base_pred[key]) for key in ("test_ecg_ids", "test_true", "classes")):
+            raise EcgkerasError(f"{run.run_dir} and {base.run_dir} were tested on different records or "
+                                "classes: compare runs of one study (same data and folds)")
+        result = paired_bootstrap(base_pred["test_true"], pred["test_prob"], base_pred["test_prob"],
+                                  run.thresholds(policy), base.thresholds(policy), metrics=tuple(metrics),
+                                  n_resamples=n_resamples, seed=seed)
+        results.append(result.assign(architecture=run.display_name, seed=run.seed,
+                                     reference=base.display_name, reference_seed=base.seed))
+    if not results:
+        return pd.DataFrame(columns=list(PAIRED_COLUMNS))
+    return pd.concat(results, ignore_index=True)[list(PAIRED_COLUMNS)]
+
+
