@@ -53,7 +53,7 @@ def run(data_dir: str | Path = DEFAULT_DATA_DIR, architectures: list[str] | None
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from ecgkeras import data as ecg_data
     from ecgkeras.data import load_ptbxl
-    from ecgkeras.runs import RunConfig, library_versions, run_experiment
+    from ecgkeras.runs import POLICIES, RunConfig, library_versions, run_experiment
 
     data_dir = Path(data_dir)
     if not (data_dir / ecg_data.DATABASE_CSV).is_file():
@@ -77,14 +77,13 @@ def run(data_dir: str | Path = DEFAULT_DATA_DIR, architectures: list[str] | None
         with CpuMonitor() as monitor:
             record = run_experiment(config, Path(runs_dir) / arch, dataset=dataset, progress=False)
         wall = monitor.wall_s
-        m = record.metrics
         rows.append({
-            "architecture": arch, "display_name": m["architecture"]["display_name"],
-            "n_parameters": m["n_parameters"], "run_dir": str(record.run_dir),
-            "wall_seconds": wall, "cpu": monitor.to_dict(), **{f"timing_{k}": v for k, v in m["timings"].items()},
-            "test": {policy: {k: values[k] for k in METRICS} for policy, values in m["metrics"]["test"].items()},
-            "test_ci95": {policy: values.get("ci95", {}) for policy, values in m["metrics"]["test"].items()},
-            "val": {policy: {k: values[k] for k in METRICS} for policy, values in m["metrics"]["val"].items()},
+            "architecture": arch, "display_name": record.display_name,
+            "n_parameters": record.n_parameters, "run_dir": str(record.run_dir),
+            "wall_seconds": wall, "cpu": monitor.to_dict(), **{f"timing_{k}": v for k, v in record.timings.items()},
+            **{split: {policy: {k: record.metrics(split, policy)[k] for k in METRICS} for policy in POLICIES}
+               for split in ("test", "val")},
+            "test_ci95": {policy: record.intervals(policy) for policy in POLICIES},
         })
     base = next((r for r in rows if r["architecture"] == "cnn"), None)
     for row in rows:
