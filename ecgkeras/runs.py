@@ -264,11 +264,11 @@ def predict_record(run_dir: str | Path, record: str | Path) -> pd.DataFrame:
     """
     import keras
 
-    from ecgkeras.data import read_record
+    from ecgkeras.data import read_record, record_name
 
     run = load_run(run_dir)
     config = run.config
-    signal = read_record(Path(record).with_suffix(""), config.sampling_rate)
+    signal = read_record(record_name(record), config.sampling_rate)
     expected = run.metrics["data"]["input_shape"]
     crop = config.training.crop_length
     if not crop and list(signal.shape) != expected:
