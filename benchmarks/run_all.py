@@ -157,7 +157,7 @@ def findings(results: dict) -> list[str]:
                    + ". So the thread pool gives no speedup on this machine (wfdb parses headers in Python, "
                    "under the GIL). A process pool would save about 20 s per rate on the full dataset, once, "
                    "before the cache exists, but would force a `__main__` guard on every user script that "
-                   "calls `load_ptbxl`; the package keeps threads and leaves that trade to a later change.")
+                   "calls `load_ptbxl`; the package reads serially by default (`n_jobs=1`; threads with `n_jobs` > 1).")
     rows = quality["architectures"]
     aurocs = [r["test"]["tuned"]["macro_auroc"] for r in rows]
     low = [r for r in rows if r["test"]["tuned"]["macro_auroc"] <= 0.55]

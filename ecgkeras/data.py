@@ -3,14 +3,16 @@
 `load_ptbxl` is the entry point. It reads `ptbxl_database.csv` and `scp_statements.csv`,
 builds the multi-label target at the chosen level the way the PTB-XL benchmark does
 (Strodthoff et al. 2020: a code counts whatever its likelihood), reads the WFDB records
-with wfdb in parallel and caches the signal array as a memory-mappable `.npy`.
+with wfdb, streaming them into a memory-mappable `.npy` cache.
 """
 
 from __future__ import annotations
 
 import ast
 import contextlib
+import errno
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -18,8 +20,9 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Iterable, NamedTuple
+from typing import BinaryIO, Iterable, Iterator, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -39,7 +42,10 @@ DEFAULT_FOLDS: dict[str, tuple[int, ...]] = {
     "train": (1, 2, 3, 4, 5, 6, 7, 8), "val": (9,), "test": (10,)}
 DATABASE_CSV = "ptbxl_database.csv"
 STATEMENTS_CSV = "scp_statements.csv"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: keyed on the resolved data folder, checked against every record file's stat
+# Records are read serially by default: on 2 cores a thread pool read 0.7-0.9x as fast as a serial loop
+# (wfdb parses headers in Python, under the GIL; benchmarks/RESULTS.md, loading).
+DEFAULT_READ_JOBS = 1
 HOW_TO_GET = ("get PTB-XL with `ecgkeras download --dest DIR`, make a synthetic copy with "
               "`ecgkeras synth --out DIR`, or point PTBXL_DIR at an existing copy")
 
@@ -124,11 +130,21 @@ def read_database(data_dir: str | Path) -> pd.DataFrame:
     needed = {"scp_codes", "strat_fold", *FILENAME_COLUMN.values()}
     if missing := needed - set(meta.columns):
         raise EcgkerasError(f"{path} lacks columns {sorted(missing)}: not PTB-XL's ptbxl_database.csv")
-    try:
-        meta["scp_codes"] = meta["scp_codes"].map(ast.literal_eval)
-    except (ValueError, SyntaxError) as exc:
-        raise EcgkerasError(f"{path}: unreadable scp_codes entry ({exc}); restore the original file") from exc
+    meta["scp_codes"] = [_parse_scp_codes(path, ecg_id, text) for ecg_id, text in meta["scp_codes"].items()]
     return meta
+
+
+def _parse_scp_codes(path: Path, ecg_id: object, text: object) -> dict:
+    """One `scp_codes` cell: a dictionary of SCP code -> likelihood."""
+    try:
+        codes = ast.literal_eval(text) if isinstance(text, str) else text
+    except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
+        raise EcgkerasError(f"{path}: unreadable scp_codes of ecg_id {ecg_id} ({type(exc).__name__}); "
+                            "restore the original file") from exc
+    if not isinstance(codes, dict):
+        raise EcgkerasError(f"{path}: scp_codes of ecg_id {ecg_id} is {str(text)[:40]!r}, not a dictionary "
+                            "of SCP codes such as {'NORM': 100.0}; restore the original file")
+    return codes
 
 
 def code_to_class(statements: pd.DataFrame, level: str) -> dict[str, str]:
@@ -168,15 +184,29 @@ def label_matrix(scp_codes: Iterable[dict], statements: pd.DataFrame, level: str
 
 # --------------------------------------------------------------------------- signals
 
+def record_files(path: str | Path) -> tuple[Path, Path]:
+    """The header and signal file of the WFDB record `path` (a record name may contain dots)."""
+    path = Path(path)
+    return path.parent / f"{path.name}.hea", path.parent / f"{path.name}.dat"
+
+
+def record_name(path: str | Path) -> Path:
+    """`path` without a `.hea` or `.dat` extension (only those: `patient.1` keeps its `.1`)."""
+    path = Path(path)
+    return path.with_suffix("") if path.suffix in (".hea", ".dat") else path
+
+
 def read_record(path: str | Path, sampling_rate: int) -> np.ndarray:
     """One WFDB record as float32 (time, 12) in mV, checked against its header."""
     path = Path(path)
-    for suffix in (".hea", ".dat"):
-        if not path.with_suffix(suffix).is_file():
-            raise EcgkerasError(f"record file missing: {path.with_suffix(suffix)}; "
-                                "re-download PTB-XL or regenerate the dataset")
+    header, _ = record_files(path)
+    if not header.is_file():
+        raise EcgkerasError(f"record file missing: {header}; re-download PTB-XL or regenerate the dataset")
     try:
         record = wfdb.rdrecord(str(path), physical=False)
+    except FileNotFoundError as exc:  # the signal file its header names
+        raise EcgkerasError(f"record file missing: {exc.filename}; re-download PTB-XL or regenerate "
+                            "the dataset") from exc
     except Exception as exc:  # wfdb raises ValueError/IndexError/... on broken files
         raise EcgkerasError(f"cannot read record {path}.dat ({exc}): the file is truncated or does "
                             "not match its header; re-download it") from exc
@@ -198,20 +228,52 @@ def read_record(path: str | Path, sampling_rate: int) -> np.ndarray:
     return signal
 
 
+def iter_records(data_dir: str | Path, filenames: list[str], sampling_rate: int,
+                 n_jobs: int | None = None, progress: bool = True) -> Iterator[np.ndarray]:
+    """Each record of `filenames` in order, checked to be as long as the first.
+
+    Serial by default (`DEFAULT_READ_JOBS`); `n_jobs` > 1 reads in that many threads.
+    """
+    paths = [Path(data_dir) / name for name in filenames]
+    read = partial(read_record, sampling_rate=sampling_rate)
+    with contextlib.ExitStack() as stack:
+        signals: Iterable[np.ndarray] = map(read, paths)
+        if (n_jobs or DEFAULT_READ_JOBS) > 1:
+            pool = ThreadPoolExecutor(max_workers=n_jobs)
+            stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+            signals = pool.map(read, paths)
+        length = None
+        for path, signal in zip(paths, tqdm(signals, total=len(paths), unit="ecg", disable=not progress,
+                                            desc=f"reading {sampling_rate} Hz records")):
+            length = length or signal.shape[0]
+            if signal.shape[0] != length:
+                raise EcgkerasError(f"record {path} has {signal.shape[0]} samples, {paths[0]} has {length}; "
+                                    "PTB-XL records are all 10 s long")
+            yield signal
+
+
 def read_signals(data_dir: str | Path, filenames: list[str], sampling_rate: int,
                  n_jobs: int | None = None, progress: bool = True) -> np.ndarray:
-    """Read records in parallel (threads) into one float32 array (records, time, 12)."""
-    data_dir = Path(data_dir)
-    n_jobs = n_jobs or min(8, (os.cpu_count() or 1) + 2)
-    with ThreadPoolExecutor(max_workers=n_jobs) as pool:
-        signals = pool.map(lambda name: read_record(data_dir / name, sampling_rate), filenames)
-        arrays = list(tqdm(signals, total=len(filenames), desc=f"reading {sampling_rate} Hz records",
-                           unit="ecg", disable=not progress))
-    lengths = {array.shape[0] for array in arrays}
-    if len(lengths) > 1:
-        raise EcgkerasError(f"records in {data_dir} have different lengths {sorted(lengths)}; "
-                            "PTB-XL records are all 10 s long")
-    return np.stack(arrays) if arrays else np.zeros((0, 0, len(LEADS)), np.float32)
+    """Read records into one in-memory float32 array (records, time, 12), filled as they are read."""
+    signals = None
+    for i, signal in enumerate(iter_records(data_dir, filenames, sampling_rate, n_jobs, progress)):
+        if signals is None:
+            signals = np.empty((len(filenames), *signal.shape), np.float32)
+        signals[i] = signal
+    return signals if signals is not None else np.zeros((0, 0, len(LEADS)), np.float32)
+
+
+def _write_npy(handle: BinaryIO, records: Iterator[np.ndarray], n_records: int) -> None:
+    """Stream `n_records` equally shaped float32 records into `handle` as one `.npy` array."""
+    first = next(records, None)
+    if first is None:
+        np.save(handle, np.zeros((0, 0, len(LEADS)), np.float32))
+        return
+    np.lib.format.write_array_header_1_0(handle, {
+        "descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
+        "shape": (n_records, *first.shape)})
+    for signal in itertools.chain([first], records):
+        handle.write(np.ascontiguousarray(signal, np.float32).tobytes())
 
 
 # --------------------------------------------------------------------------- cache
@@ -222,10 +284,22 @@ def default_cache_dir() -> Path:
 
 
 def _dataset_key(data_dir: Path, filenames: list[str], sampling_rate: int) -> str:
-    """Identity of a signal array: the database file's bytes, the record list and the rate."""
-    digest = hashlib.sha256((data_dir / DATABASE_CSV).read_bytes())
-    digest.update(json.dumps([CACHE_FORMAT, sampling_rate, filenames]).encode())
-    return digest.hexdigest()[:16]
+    """Which signal array a cache folder holds: the resolved data folder, the record list and the rate."""
+    identity = [CACHE_FORMAT, str(data_dir.resolve()), sampling_rate, filenames]
+    return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
+
+
+def _records_fingerprint(data_dir: Path, filenames: list[str]) -> str:
+    """Size and modification time of every record's two files (one stat each), hashed."""
+    digest = hashlib.sha256()
+    for name in filenames:
+        for path in record_files(data_dir / name):
+            try:
+                stat = path.stat()
+                digest.update(f"{stat.st_size} {stat.st_mtime_ns};".encode())
+            except OSError:
+                digest.update(b"missing;")
+    return digest.hexdigest()
 
 
 def _cache_paths(cache_dir: Path, key: str, sampling_rate: int) -> tuple[Path, Path]:
@@ -242,8 +316,8 @@ def _remove_stale_temporaries(folder: Path, min_age_s: float = 600.0) -> None:
                 tmp.unlink()
 
 
-def _read_cache(signals_path: Path, manifest_path: Path, key: str) -> np.ndarray | None:
-    """The cached array (memory-mapped), or None if absent, broken or stale."""
+def _read_cache(signals_path: Path, manifest_path: Path, key: str, fingerprint: str) -> np.ndarray | None:
+    """The cached array (read-only memory map), or None if absent, broken or stale."""
     _remove_stale_temporaries(signals_path.parent)
     if not manifest_path.exists():
         if signals_path.exists():
@@ -251,27 +325,43 @@ def _read_cache(signals_path: Path, manifest_path: Path, key: str) -> np.ndarray
         return None
     try:
         manifest = json.loads(manifest_path.read_text())
-        signals = np.load(signals_path, mmap_mode="r")
         if not isinstance(manifest, dict):
             raise ValueError("manifest is not a JSON object")
+        signals = np.load(signals_path, mmap_mode="r", allow_pickle=False)
         valid = (manifest["key"] == key and list(signals.shape) == manifest["shape"]
                  and str(signals.dtype) == manifest["dtype"]
                  and signals_path.stat().st_size == manifest["bytes"])
-    except (OSError, ValueError, KeyError) as exc:
-        warnings.warn(f"broken signal cache {signals_path.parent} ({exc}): rebuilding it")
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:  # 0-byte, garbage, truncated
+        warnings.warn(f"broken signal cache {signals_path.parent} ({type(exc).__name__}: {exc}): rebuilding it")
         return None
     if not valid:
         warnings.warn(f"stale signal cache {signals_path.parent}: rebuilding it")
         return None
+    if manifest.get("records") != fingerprint:
+        warnings.warn(f"record files changed since the signal cache {signals_path.parent} was built "
+                      "(size or modification time): rebuilding it")
+        return None
     return signals
 
 
-def _write_cache(signals: np.ndarray, signals_path: Path, manifest_path: Path, key: str) -> None:
-    """Signals first, manifest last: a cache counts as complete only once its manifest exists."""
-    signals_path.parent.mkdir(parents=True, exist_ok=True)
-    manifest_path.unlink(missing_ok=True)
-    atomic_write(signals_path, lambda handle: np.save(handle, signals))
-    manifest = {"key": key, "shape": list(signals.shape), "dtype": str(signals.dtype),
+def _unwritable(folder: Path, exc: OSError) -> EcgkerasError:
+    return EcgkerasError(f"cannot write the signal cache in {folder} ({exc.strerror or exc}): pass "
+                         "cache_dir (a writable folder), set ECGKERAS_CACHE to one, or use_cache=False")
+
+
+def _write_cache(records: Iterator[np.ndarray], n_records: int, signals_path: Path, manifest_path: Path,
+                 key: str, fingerprint: str) -> None:
+    """Stream the records into the cache; signals first, manifest last (only then is it complete)."""
+    try:
+        signals_path.parent.mkdir(parents=True, exist_ok=True)
+        manifest_path.unlink(missing_ok=True)
+        atomic_write(signals_path, lambda handle: _write_npy(handle, records, n_records))
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise _unwritable(signals_path.parent, exc) from exc
+        raise
+    signals = np.load(signals_path, mmap_mode="r")
+    manifest = {"key": key, "records": fingerprint, "shape": list(signals.shape), "dtype": str(signals.dtype),
                 "bytes": signals_path.stat().st_size, "format": CACHE_FORMAT}
     atomic_write_text(manifest_path, json.dumps(manifest))
 
@@ -279,18 +369,20 @@ def _write_cache(signals: np.ndarray, signals_path: Path, manifest_path: Path, k
 def load_signals(data_dir: str | Path, filenames: list[str], sampling_rate: int,
                  cache_dir: str | Path | None = None, use_cache: bool = True,
                  n_jobs: int | None = None, progress: bool = True) -> np.ndarray:
-    """Signals of `filenames`, from the cache when valid, else read with wfdb and cached."""
+    """Signals of `filenames`: the cache's read-only memory map when valid, else read with wfdb
+    straight into the cache (or, with `use_cache=False`, into memory)."""
     data_dir = Path(data_dir)
     if not use_cache:
         return read_signals(data_dir, filenames, sampling_rate, n_jobs, progress)
     key = _dataset_key(data_dir, filenames, sampling_rate)
+    fingerprint = _records_fingerprint(data_dir, filenames)
     signals_path, manifest_path = _cache_paths(Path(cache_dir or default_cache_dir()), key, sampling_rate)
-    cached = _read_cache(signals_path, manifest_path, key)
+    cached = _read_cache(signals_path, manifest_path, key, fingerprint)
     if cached is not None:
         log.info("signals from cache %s", signals_path)
         return cached
-    signals = read_signals(data_dir, filenames, sampling_rate, n_jobs, progress)
-    _write_cache(signals, signals_path, manifest_path, key)
+    records = iter_records(data_dir, filenames, sampling_rate, n_jobs, progress)
+    _write_cache(records, len(filenames), signals_path, manifest_path, key, fingerprint)
     return np.load(signals_path, mmap_mode="r")
 
 

@@ -508,13 +508,11 @@ def predict_record(run_dir: str | Path, record: str | Path) -> pd.DataFrame:
 
     Rows are sorted by probability; `predicted` marks probabilities at or above the threshold.
     """
-    from ecgkeras.data import read_record
+    from ecgkeras.data import read_record, record_name
 
     run = RunRecord.load(run_dir)
     config = run.config
-    record = Path(record)
-    signal = read_record(record.with_name(record.name.removesuffix(".hea").removesuffix(".dat")),
-                         config.sampling_rate)
+    signal = read_record(record_name(record), config.sampling_rate)
     expected = run.data["input_shape"]
     crop = config.training.crop_length
     if not crop and list(signal.shape) != expected:

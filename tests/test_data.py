@@ -8,11 +8,14 @@ Destructive tests work on small copies of it in tmp_path; nothing is written to 
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
-import time
 import re
 import shutil
+import subprocess
+import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -24,6 +27,7 @@ import wfdb
 from ecgkeras import data
 from ecgkeras.data import Standardizer, load_ptbxl, read_record
 from ecgkeras.errors import EcgkerasError
+from ecgkeras.files import atomic_write, atomic_write_text
 
 PTBXL_LEADS = ["I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6"]
 SUBSET_FOLD_COUNTS = [58, 51, 34, 42, 47, 33, 44, 44, 81, 66]  # SOURCE.md of the subset
@@ -317,19 +321,22 @@ def test_stray_tmp_from_killed_first_write(small, tmp_path):
 
 
 def test_write_interrupted_mid_save_leaves_no_usable_cache(small, tmp_path, monkeypatch):
-    """Ctrl-C while the signals are being written: no manifest, no temp file, next load rebuilds."""
+    """Ctrl-C while the records stream into the cache: no manifest, no temp file, next load rebuilds."""
     reference = load_quiet(small, use_cache=False).X
-    real_save = np.save
+    real_read = data.read_record
+    calls = []
 
-    def half_save(handle, array, *args, **kwargs):
-        handle.write(b"\x93NUMPY" + b"\0" * 1000)
-        raise KeyboardInterrupt
+    def interrupted_read(path, sampling_rate):
+        calls.append(path)
+        if len(calls) == 5:  # four records already written to the temporary file
+            raise KeyboardInterrupt
+        return real_read(path, sampling_rate)
 
-    monkeypatch.setattr(np, "save", half_save)
+    monkeypatch.setattr(data, "read_record", interrupted_read)
     with pytest.raises(KeyboardInterrupt):
         load_quiet(small, cache_dir=tmp_path / "cache")
     assert cache_files(tmp_path / "cache") == []
-    monkeypatch.setattr(np, "save", real_save)
+    monkeypatch.setattr(data, "read_record", real_read)
     np.testing.assert_array_equal(load_quiet(small, cache_dir=tmp_path / "cache").X, reference)
     assert {p.name for p in cache_files(tmp_path / "cache")} == {"signals.npy", "manifest.json"}
 
@@ -354,7 +361,7 @@ def test_manifest_not_an_object_is_rebuilt(small, tmp_path, text):
     _reload_warns(small, tmp_path / "cache", "broken", reference)
 
 
-def test_changed_database_changes_cache_key(real_ptbxl, tmp_path):
+def test_changed_record_list_changes_cache_key_metadata_does_not(real_ptbxl, tmp_path):
     folder = copy_subset(real_ptbxl, tmp_path / "ptbxl")
     cache_dir = tmp_path / "cache"
     first = load_quiet(folder, cache_dir=cache_dir)
@@ -365,13 +372,138 @@ def test_changed_database_changes_cache_key(real_ptbxl, tmp_path):
     assert len(second.ecg_ids) == len(first.ecg_ids) - 1
     np.testing.assert_array_equal(second.X, first.X[1:])
     assert len(list(cache_dir.iterdir())) == 2
-    # same records, different metadata bytes: still a new key
+    # same records, other metadata (the signals do not depend on it): the cache is reused as is
     database = pd.read_csv(database_csv, index_col="ecg_id")
     database["age"] = database["age"] + 1
     database.to_csv(database_csv)
-    load_quiet(folder, cache_dir=cache_dir)
-    assert len(list(cache_dir.iterdir())) == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(load_quiet(folder, cache_dir=cache_dir).X, second.X)
+    assert len(list(cache_dir.iterdir())) == 2
     assert all(p.name.startswith("ptbxl-100hz-") for p in cache_dir.iterdir())
+
+
+def _rewrite_record(path: Path, scale: float) -> None:
+    """Rewrite a record in place with every sample scaled (same format, so the same file sizes)."""
+    record = wfdb.rdrecord(str(path))
+    wfdb.wrsamp(path.name, fs=record.fs, units=record.units, sig_name=record.sig_name,
+                p_signal=record.p_signal * scale, fmt=record.fmt, adc_gain=record.adc_gain,
+                baseline=record.baseline, write_dir=str(path.parent))
+
+
+def test_second_folder_with_the_same_csv_gets_its_own_signals(real_ptbxl, tmp_path):
+    """A filtered or repaired copy of PTB-XL shares the CSV byte for byte but not the signals."""
+    original = copy_subset(real_ptbxl, tmp_path / "original")
+    repaired = copy_subset(real_ptbxl, tmp_path / "repaired")
+    _rewrite_record(record_path(repaired, 3), 0.5)
+    assert (original / "ptbxl_database.csv").read_bytes() == (repaired / "ptbxl_database.csv").read_bytes()
+    cache_dir = tmp_path / "cache"
+    load_quiet(original, cache_dir=cache_dir)
+    got = load_quiet(repaired, cache_dir=cache_dir)
+    np.testing.assert_array_equal(got.X, load_quiet(repaired, use_cache=False).X)
+    row = list(got.ecg_ids).index(3)
+    np.testing.assert_allclose(got.X[row], wfdb.rdsamp(str(record_path(repaired, 3)))[0], atol=1e-5)
+    assert len(list(cache_dir.iterdir())) == 2
+
+
+def test_changed_record_rebuilds_the_cache_with_a_warning(real_ptbxl, tmp_path):
+    folder = copy_subset(real_ptbxl, tmp_path / "ptbxl")
+    cache_dir = tmp_path / "cache"
+    before = load_quiet(folder, cache_dir=cache_dir)
+    path = record_path(folder, 3)
+    size = path.with_suffix(".dat").stat().st_size
+    _rewrite_record(path, 2.0)
+    assert path.with_suffix(".dat").stat().st_size == size  # only the modification time tells
+    _reload_warns(folder, cache_dir, "changed", load_quiet(folder, use_cache=False).X)
+    row = list(before.ecg_ids).index(3)
+    after = load_quiet(folder, cache_dir=cache_dir)
+    assert not np.allclose(after.X[row], before.X[row])
+    np.testing.assert_array_equal(np.delete(np.asarray(after.X), row, 0), np.delete(np.asarray(before.X), row, 0))
+
+
+def test_record_truncated_after_caching_is_noticed(real_ptbxl, tmp_path):
+    folder = copy_subset(real_ptbxl, tmp_path / "ptbxl")
+    load_quiet(folder, cache_dir=tmp_path / "cache")
+    _truncated_dat(record_path(folder, 3))
+    with pytest.warns(UserWarning, match="changed"), pytest.raises(EcgkerasError) as excinfo:
+        load_quiet(folder, cache_dir=tmp_path / "cache")
+    one_line_error(excinfo, "00003_lr.dat", "truncated")
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage, not an array\n" * 50, b"\x93NUMPY\x01\x00"],
+                         ids=["0-byte", "text", "header only"])
+def test_zero_byte_or_garbage_cache_is_rebuilt(small, tmp_path, content):
+    reference, cache_folder = _build_cache(small, tmp_path / "cache")
+    (cache_folder / "signals.npy").write_bytes(content)
+    _reload_warns(small, tmp_path / "cache", "broken", reference)
+
+
+@contextlib.contextmanager
+def unwritable_folder(path: Path):
+    """A folder nobody can create files in: chmod 555, or for root (whom modes do not stop) chattr +i."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+            pytest.skip("cannot make a folder read-only for root here (chattr +i unsupported)")
+        undo = ["chattr", "-i", str(path)]
+    else:
+        path.chmod(0o555)
+        undo = ["chmod", "755", str(path)]
+    try:
+        yield path
+    finally:
+        subprocess.run(undo, check=True)
+
+
+def test_read_only_cache_location_is_a_one_line_error(small, tmp_path):
+    with unwritable_folder(tmp_path / "readonly") as folder:
+        for cache_dir in (folder, folder / "sub"):
+            with pytest.raises(EcgkerasError) as excinfo:
+                load_quiet(small, cache_dir=cache_dir)
+            one_line_error(excinfo, str(folder), "cache_dir", "ECGKERAS_CACHE")
+
+
+def test_read_only_cache_that_is_complete_still_serves(small, tmp_path):
+    reference, cache_folder = _build_cache(small, tmp_path / "cache")
+    with unwritable_folder(cache_folder), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(load_quiet(small, cache_dir=tmp_path / "cache").X, reference)
+
+
+@contextlib.contextmanager
+def umask(mask: int):
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+@pytest.mark.parametrize("mask,mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
+def test_written_files_honour_the_umask(small, tmp_path, mask, mode):
+    with umask(mask):
+        atomic_write_text(tmp_path / "metrics.json", "{}")
+        atomic_write(tmp_path / "predictions.npz", lambda handle: np.savez(handle, x=np.zeros(3)))
+        load_quiet(small, cache_dir=tmp_path / "cache")
+    written = [tmp_path / "metrics.json", tmp_path / "predictions.npz", *cache_files(tmp_path / "cache")]
+    assert len(written) == 4
+    assert {path.name: oct(path.stat().st_mode & 0o777) for path in written} == {
+        path.name: oct(mode) for path in written}
+
+
+def test_default_first_load_reads_serially_in_order(small, tmp_path, monkeypatch):
+    """Measured on 2 cores: a thread pool reads slower than a serial loop (benchmarks/RESULTS.md)."""
+    real_read = data.read_record
+    seen = []
+
+    def watched_read(path, sampling_rate):
+        seen.append((threading.current_thread() is threading.main_thread(), Path(path).name))
+        return real_read(path, sampling_rate)
+
+    monkeypatch.setattr(data, "read_record", watched_read)
+    load_quiet(small, cache_dir=tmp_path / "cache")
+    database = pd.read_csv(small / "ptbxl_database.csv")
+    assert seen == [(True, Path(name).name) for name in database["filename_lr"]]
 
 
 # --------------------------------------------------------------------------- bad input
@@ -471,6 +603,39 @@ def test_unavailable_sampling_rate(small, rate):
     with pytest.raises(EcgkerasError) as excinfo:
         load_quiet(small, rate)
     one_line_error(excinfo, "sampling_rate", str(rate))
+
+
+@pytest.mark.parametrize("cell", ["5", "[1, 2]", "'NORM'", "{'NORM': 100.0"])
+def test_scp_codes_that_are_not_a_dictionary(real_ptbxl, tmp_path, cell):
+    folder = copy_subset(real_ptbxl, tmp_path / "ptbxl", ids=[1, 2, 3])
+    database = pd.read_csv(folder / "ptbxl_database.csv", index_col="ecg_id")
+    database["scp_codes"] = database["scp_codes"].astype(object)
+    database.loc[2, "scp_codes"] = cell
+    database.to_csv(folder / "ptbxl_database.csv")
+    with pytest.raises(EcgkerasError) as excinfo:
+        load_quiet(folder, cache_dir=tmp_path / "cache")
+    one_line_error(excinfo, "ptbxl_database.csv", "ecg_id 2", "scp_codes")
+    assert cache_files(tmp_path / "cache") == []
+
+
+def test_record_name_with_a_dot_keeps_its_suffix(real_ptbxl, tmp_path):
+    """`00003_lr.1` is a record name (header `00003_lr.1.hea`), not `00003_lr` with an extension."""
+    folder = copy_subset(real_ptbxl, tmp_path / "ptbxl", ids=[1, 2, 3])
+    path = record_path(folder, 3)
+    dotted = path.parent / "00003_lr.1"
+    path.with_suffix(".hea").rename(dotted.parent / "00003_lr.1.hea")  # its .dat stays as the header names it
+    expected = wfdb.rdsamp(str(dotted))[0]
+    np.testing.assert_allclose(read_record(dotted, 100), expected, atol=1e-6)
+    assert data.record_name(dotted) == dotted
+    assert data.record_name(f"{dotted}.hea") == data.record_name(f"{dotted}.dat") == dotted
+    database = pd.read_csv(folder / "ptbxl_database.csv", index_col="ecg_id")
+    database.loc[3, "filename_lr"] += ".1"
+    database.to_csv(folder / "ptbxl_database.csv")
+    ds = load_quiet(folder, cache_dir=tmp_path / "cache")
+    np.testing.assert_allclose(ds.X[list(ds.ecg_ids).index(3)], expected, atol=1e-6)
+    with pytest.raises(EcgkerasError) as excinfo:
+        read_record(path.parent / "00003_lr.2", 100)
+    one_line_error(excinfo, "00003_lr.2.hea", "missing")
 
 
 # --------------------------------------------------------------------------- standardization
