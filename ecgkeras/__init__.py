@@ -5,8 +5,13 @@ Data loading needs no TensorFlow; model-related names are imported on first use.
 
 from importlib import import_module
 
-from ecgkeras.data import PTBXL, Standardizer, load_ptbxl
-from ecgkeras.errors import EcgkerasError
+from ecgkeras import quiet
+
+if quiet.is_quiet():  # a notebook kernel started by a quiet `ecgkeras` command: before anything loads TensorFlow
+    quiet.install_import_hook()
+
+from ecgkeras.data import PTBXL, Standardizer, load_ptbxl  # noqa: E402
+from ecgkeras.errors import EcgkerasError  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -1,13 +1,13 @@
-"""Command line: `ecgkeras {download,synth,architectures,study,aggregate,predict}`."""
+"""Command line: `ecgkeras [--verbose] {download,synth,architectures,notebooks,study,aggregate,predict}`."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
+from ecgkeras import quiet
 from ecgkeras.errors import EcgkerasError
 
 DEMO_DATA = Path("data/synthetic-ptbxl")
@@ -59,6 +59,26 @@ def _parameters(args: argparse.Namespace) -> None:
     for part, schema in RunConfig.parts().items():
         print(f"\n{part}:")
         print("\n".join(f"  {line}" for line in describe_parameters(schema)))
+
+
+def _notebooks(args: argparse.Namespace) -> None:
+    from ecgkeras.files import atomic_write_text
+    from ecgkeras.study import NOTEBOOK_SOURCES, notebook_source, to_ipynb
+
+    names = sorted(source.name.removesuffix(".py") for source in NOTEBOOK_SOURCES.iterdir()
+                   if source.name.endswith(".py"))
+    targets = {name: args.dir / f"{name}.{args.format}" for name in names}
+    existing = [target.name for target in targets.values() if target.exists()]
+    if existing and not args.force:
+        raise EcgkerasError(f"{args.dir} already holds {', '.join(existing)}: choose another folder, or add "
+                            f"--force to overwrite them (edits made to them would be lost)")
+    for name, target in targets.items():
+        if args.format == "ipynb":
+            to_ipynb(name, args.dir)
+        else:
+            args.dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(target, notebook_source(name).read_text(encoding="utf-8"))
+        print(target)
 
 
 def _study(args: argparse.Namespace) -> None:
@@ -131,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     params = commands.add_parser("parameters", help="list every run parameter: type, default, range")
     params.set_defaults(handler=_parameters)
 
+    notebooks = commands.add_parser("notebooks", help="copy the notebooks into a folder to open in JupyterLab")
+    notebooks.add_argument("dir", type=Path, help="folder to copy them into (created when missing)")
+    notebooks.add_argument("--format", choices=("ipynb", "py"), default="ipynb",
+                           help="ipynb (default): opens in any JupyterLab; py: the jupytext sources")
+    notebooks.add_argument("--force", action="store_true", help="overwrite notebooks already in DIR")
+    notebooks.set_defaults(handler=_notebooks)
+
     study = commands.add_parser("study", help="run architectures x seeds with papermill, then aggregate")
     study.add_argument("--data-dir", type=Path, help="PTB-XL folder")
     study.add_argument("--out", type=Path, help="study folder (runs and summary)")
@@ -144,7 +171,6 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                        help="run parameter (JSON value), e.g. -p learning_rate 0.0005; see `ecgkeras parameters`")
     study.add_argument("--allow-mixed", action="store_true", help="add runs of a different configuration")
-    study.add_argument("--verbose", action="store_true", help="stream the notebooks' output")
     study.set_defaults(handler=_study)
 
     aggregate = commands.add_parser("aggregate", help="(re)write a study's tables and figures")
@@ -158,14 +184,22 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("record", type=Path, help="WFDB record path (with or without .hea)")
     predict.add_argument("--top", type=int, default=5, help="rows of the probability table to print")
     predict.set_defaults(handler=_predict)
+
+    for command in (parser, *commands.choices.values()):  # one flag, before or after the command name
+        command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                             help="show the libraries' start-up messages and stream the notebooks' output")
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `ecgkeras` console script."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
     args = build_parser().parse_args(argv)
+    args.verbose = getattr(args, "verbose", False)
+    if args.verbose:
+        quiet.be_verbose()
+    else:
+        quiet.be_quiet()
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         args.handler(args)
     except EcgkerasError as exc:

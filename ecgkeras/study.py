@@ -17,8 +17,9 @@ import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import jupytext
 import papermill
@@ -27,11 +28,15 @@ from tqdm import tqdm
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.files import atomic_write_text
 from ecgkeras.models import PAPER_ARCHITECTURES, get_architecture
+from ecgkeras.quiet import kernel_arguments
 from ecgkeras.runs import RunConfig, RunRecord, find_runs, is_complete, load_dataset, load_run
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 log = logging.getLogger(__name__)
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOK_SOURCES = resources.files("ecgkeras") / "notebooks"  # package data: the jupytext .py sources
 TRAIN_NOTEBOOK = "02_train_architecture"
 AGGREGATE_NOTEBOOK = "03_aggregate_results"
 STUDY_FILE = "study.json"
@@ -50,19 +55,21 @@ class StudyResult:
     summary_dir: Path | None = None
 
 
-def notebook_path(name: str) -> Path:
-    """The jupytext source of notebook `name` (e.g. '02_train_architecture')."""
-    path = NOTEBOOK_DIR / f"{name}.py"
-    if not path.is_file():
-        raise EcgkerasError(f"notebook source {path} is missing: reinstall ecgkeras from its repository")
-    return path
+def notebook_source(name: str) -> Traversable:
+    """The jupytext source of notebook `name` (e.g. '02_train_architecture'), shipped in the package."""
+    source = NOTEBOOK_SOURCES / f"{name}.py"
+    if not source.is_file():
+        raise EcgkerasError(f"notebook {name} is missing from the installed package ({source}): "
+                            f"reinstall ecgkeras")
+    return source
 
 
 def to_ipynb(name: str, out_dir: Path) -> Path:
     """Convert the jupytext source of notebook `name` into `out_dir/<name>.ipynb`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{name}.ipynb"
-    jupytext.write(jupytext.read(notebook_path(name)), target)
+    notebook = jupytext.reads(notebook_source(name).read_text(encoding="utf-8"), fmt="py:percent")
+    atomic_write_text(target, jupytext.writes(notebook, fmt="ipynb"))
     return target
 
 
@@ -87,7 +94,8 @@ def parse_parameters(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
 
 def _execute(notebook: Path, output: Path, parameters: dict[str, Any], log_output: bool) -> None:
     papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3",
-                               progress_bar=False, log_output=log_output, cwd=str(Path.cwd()))
+                               progress_bar=False, log_output=log_output, cwd=str(Path.cwd()),
+                               extra_arguments=kernel_arguments())
 
 
 def plan_runs(data_dir: str | Path, study_dir: Path, architectures: Iterable[str], seeds: Iterable[int],

@@ -1,0 +1,5 @@
+"""`python -m ecgkeras ...`: the same as the `ecgkeras` command."""
+
+from ecgkeras.cli import main
+
+main()
