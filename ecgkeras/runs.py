@@ -32,6 +32,7 @@ from ecgkeras.errors import EcgkerasError
 from ecgkeras.files import atomic_write, atomic_write_text
 from ecgkeras.evaluation import all_metrics, bootstrap_intervals, per_class_table, tune_thresholds
 from ecgkeras.models import build_model, get_architecture
+from ecgkeras.placement import execution_context
 from ecgkeras.training import TrainingConfig, predict_probabilities, set_seed, train_model
 
 RECORD_FILE = "metrics.json"
@@ -235,6 +236,7 @@ def run_experiment(config: RunConfig, run_dir: str | Path, dataset: PTBXL | None
         "architecture": {"name": config.architecture,
                          "display_name": get_architecture(config.architecture).display_name},
         "versions": library_versions(),
+        "execution": execution_context(),  # host, pid, executor, CUDA_VISIBLE_DEVICES, SLURM job, GPUs
         "classes": data.classes,
         "data": {"n_train": len(train.X), "n_val": len(val.X), "n_test": len(test.X),
                  "n_dropped": data.n_dropped, "input_shape": list(model.input_shape[1:]),

@@ -5,7 +5,9 @@ Layout of a study folder:
   <architecture>/seed-<k>/           one run record + its executed notebook
   summary/                           tables, figures and the executed aggregation notebook
 A rerun skips complete runs and redoes incomplete ones; a failed run is reported with the
-path of its executed notebook and does not stop the others.
+path of its executed notebook and does not stop the others. Runs execute on this machine
+(threads, one GPU slot each) or as a SLURM job array (ecgkeras.executors); a run being
+executed anywhere holds its lock (ecgkeras.locks), so no run is trained twice at once.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import json
 import logging
 import shutil
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -24,10 +25,12 @@ import jupytext
 import papermill
 from tqdm import tqdm
 
+from ecgkeras import executors
 from ecgkeras.data import load_ptbxl
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.files import atomic_write_text
 from ecgkeras.models import PAPER_ARCHITECTURES, get_architecture
+from ecgkeras.placement import device_slots
 from ecgkeras.runs import find_runs, is_complete
 
 log = logging.getLogger(__name__)
@@ -47,7 +50,22 @@ class StudyResult:
     completed: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: dict[Path, str] = field(default_factory=dict)  # run folder -> executed notebook / reason
+    locked: dict[Path, str] = field(default_factory=dict)  # run folder -> who is running it elsewhere
+    submitted: list[Path] = field(default_factory=list)  # left queued on SLURM (--no-wait)
+    slurm_job: str | None = None
     summary_dir: Path | None = None
+
+
+@dataclass
+class Execution:
+    """How a study executes its runs: where, on which devices, and which share of the grid."""
+
+    executor: str = "local"  # local or slurm
+    gpus: list[str] | None = None  # None: detect; []: CPU only
+    runs_per_gpu: int = 1
+    shard: tuple[int, int] | None = None  # (I, N): only every N-th run of the grid, from the I-th
+    slurm: executors.SlurmOptions = field(default_factory=executors.SlurmOptions)
+    wait: bool = True  # slurm: wait for the array, then aggregate
 
 
 def notebook_path(name: str) -> Path:
@@ -105,16 +123,23 @@ def _execute(notebook: Path, output: Path, parameters: dict[str, Any], log_outpu
 def run_study(data_dir: str | Path, study_dir: str | Path,
               architectures: Iterable[str] = PAPER_ARCHITECTURES, seeds: Iterable[int] = (0,),
               parameters: dict[str, Any] | None = None, jobs: int = 1, allow_mixed: bool = False,
-              aggregate: bool = True, log_output: bool = False) -> StudyResult:
+              aggregate: bool = True, log_output: bool = False, execution: Execution | None = None
+              ) -> StudyResult:
     """Run the training notebook for every (architecture, seed) missing in `study_dir`, then aggregate.
 
     `parameters` are extra notebook parameters (epochs, sampling_rate, ...), shared by all runs.
+    Aggregation waits until every run of the grid is complete or failed here: not while some run
+    executes elsewhere, is queued on SLURM, or belongs to another shard (`ecgkeras aggregate` then).
     """
+    execution = execution or Execution()
     study_dir = Path(study_dir).resolve()
     architectures = [get_architecture(name).name for name in architectures]
     seeds = [int(seed) for seed in seeds]
     if jobs < 1:
         raise EcgkerasError(f"--jobs {jobs}: give at least 1")
+    runs = executors.grid(study_dir, architectures, seeds)
+    if execution.shard:
+        runs = executors.shard(runs, *execution.shard)
     with tempfile.TemporaryDirectory(prefix="ecgkeras-notebooks-") as tmp:
         train_notebook = to_ipynb(TRAIN_NOTEBOOK, Path(tmp))
         shared = _shared_parameters(train_notebook, parameters or {}, data_dir)
@@ -122,8 +147,10 @@ def run_study(data_dir: str | Path, study_dir: str | Path,
         load_ptbxl(shared["data_dir"], shared["sampling_rate"], shared["label_level"],
                    cache_dir=shared["cache_dir"])
         _check_study_file(study_dir, shared, allow_mixed)
-        result = _run_all(train_notebook, study_dir, architectures, seeds, shared, jobs, log_output)
-    if aggregate and (result.completed or result.skipped):
+        executors.remember_grid(study_dir, executors.grid(study_dir, architectures, seeds))
+        result = _run_all(train_notebook, study_dir, runs, shared, jobs, log_output, execution)
+    if (aggregate and not execution.shard and (result.completed or result.skipped)
+            and not result.locked and not result.submitted):
         result.summary_dir = aggregate_study(study_dir, bootstrap_resamples=shared["bootstrap_resamples"],
                                              log_output=log_output)
     return result
@@ -142,39 +169,69 @@ def _shared_parameters(notebook: Path, parameters: dict[str, Any], data_dir: str
     return shared
 
 
-def _run_all(train_notebook: Path, study_dir: Path, architectures: list[str], seeds: list[int],
-             shared: dict[str, Any], jobs: int, log_output: bool) -> StudyResult:
-    """Execute the missing runs (`jobs` at a time); complete ones are skipped."""
+def _run_all(train_notebook: Path, study_dir: Path, runs: list[Path], shared: dict[str, Any], jobs: int,
+             log_output: bool, execution: Execution) -> StudyResult:
+    """Execute the incomplete runs of `runs` with the chosen executor; complete ones are skipped."""
     result = StudyResult(study_dir)
     pending = []
-    for architecture in architectures:
-        for seed in seeds:
-            run_dir = study_dir / architecture / f"seed-{seed}"
-            (result.skipped if is_complete(run_dir) else pending).append(run_dir)
+    for run_dir in runs:
+        (result.skipped if is_complete(run_dir) else pending).append(run_dir)
     if result.skipped:
         log.warning("skipping %d complete run(s) already in %s", len(result.skipped), study_dir)
-
-    def execute(run_dir: Path) -> None:
-        architecture, seed = run_dir.parent.name, int(run_dir.name.removeprefix("seed-"))
-        run_dir.mkdir(parents=True, exist_ok=True)
-        output = run_dir / f"{TRAIN_NOTEBOOK}.ipynb"
-        try:
-            _execute(train_notebook, output, {**shared, "architecture": architecture, "seed": seed,
-                                              "output_dir": str(run_dir)}, log_output)
-        except papermill.PapermillExecutionError as exc:  # a cell failed: keep going with the others
-            result.failed[run_dir] = f"{exc.ename}: {exc.evalue} (see {output})"
-            return
-        except Exception as exc:  # the kernel died or could not start
-            result.failed[run_dir] = f"{type(exc).__name__}: {exc} (see {output})"
-            return
-        if is_complete(run_dir):
-            result.completed.append(run_dir)
-        else:
-            result.failed[run_dir] = f"notebook finished without a complete run record (see {output})"
-
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        list(tqdm(pool.map(execute, pending), total=len(pending), desc="study runs", unit="run"))
+    if not pending:
+        return result
+    if execution.executor == "slurm":
+        return _run_slurm(train_notebook, study_dir, pending, shared, jobs, execution, result)
+    with tqdm(total=len(pending), desc="study runs", unit="run") as progress:
+        outcomes = executors.run_local(train_notebook, pending, shared, _slots(execution, jobs), log_output,
+                                       on_done=progress.update, executor=execution.executor)
+    result.completed, result.failed, result.locked = outcomes.completed, outcomes.failed, outcomes.locked
+    result.skipped += outcomes.skipped
     return result
+
+
+def _run_slurm(train_notebook: Path, study_dir: Path, pending: list[Path], shared: dict[str, Any], jobs: int,
+               execution: Execution, result: StudyResult) -> StudyResult:
+    """Submit the runs not already queued from an earlier submission; wait for all unless --no-wait."""
+    queued = executors.queued_runs(study_dir, pending)
+    if queued:
+        log.warning("%d run(s) already queued or running on SLURM from an earlier submission", len(queued))
+    submit = [run_dir for run_dir in pending if run_dir not in queued]
+    if submit:
+        result.slurm_job = executors.submit_slurm(train_notebook, study_dir, submit, shared, execution.slurm, jobs)
+        log.warning("submitted %d run(s) as SLURM job array %s; logs in %s", len(submit), result.slurm_job,
+                    study_dir / executors.SLURM_DIR)
+    if not execution.wait:
+        result.submitted, result.locked = submit, queued
+        return result
+    with tqdm(total=len(pending), desc="study runs (SLURM)", unit="run") as progress:
+        executors.wait_slurm(study_dir, pending, on_done=progress.update)
+    _collect_slurm(study_dir, pending, result)
+    return result
+
+
+def _slots(execution: Execution, jobs: int) -> list[dict[str, str]]:
+    """One kernel environment per concurrent run: the same one for all without GPU pinning."""
+    slots = device_slots(execution.gpus, execution.runs_per_gpu)
+    if "TF_FORCE_GPU_ALLOW_GROWTH" not in slots[0]:
+        return slots[:1] * jobs
+    if jobs > len(slots):
+        log.warning("--jobs %d but %d GPU slot(s): %d run(s) at a time (--runs-per-gpu shares a GPU)",
+                    jobs, len(slots), len(slots))
+    return slots[:jobs]
+
+
+def _collect_slurm(study_dir: Path, runs: list[Path], result: StudyResult) -> None:
+    """After the array ended: complete runs, and failed ones with their executed notebook or job log."""
+    status = {run_id: (state, detail) for run_id, state, detail in executors.run_status(study_dir)}
+    for run_dir in runs:
+        state, detail = status[executors.run_id(study_dir, run_dir)]
+        if state == "complete":
+            result.completed.append(run_dir)
+        elif state == "running":
+            result.locked[run_dir] = detail
+        else:
+            result.failed[run_dir] = detail or "the job ended without a complete run record"
 
 
 def aggregate_study(study_dir: str | Path, summary_dir: str | Path | None = None,
