@@ -283,8 +283,9 @@ class SlurmRun:
     def __call__(self, run_dir: Path) -> str:
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
         try:
-            ran = execute_run(self.notebook, run_dir, run_parameters(self.shared, run_dir), executor="slurm",
-                              log_output=True)
+            # SLURM already restricts CUDA_VISIBLE_DEVICES to the task's GPUs (--gpus-per-run)
+            ran = execute_run(self.notebook, run_dir, run_parameters(self.shared, run_dir),
+                              {"TF_FORCE_GPU_ALLOW_GROWTH": "true"}, executor="slurm", log_output=True)
         except RunLocked as exc:
             return f"skipped: {exc}"
         except RunFailed as exc:  # reported, not retried: a failed notebook fails the same way again
