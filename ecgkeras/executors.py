@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 GRID_FILE = "grid.json"  # every run id a study command asked for, so `status` can name missing ones
 SLURM_DIR = "slurm"  # submitit's job files and logs, inside the study folder
 SLURM_JOBS_FILE = "jobs.json"  # run id -> SLURM job id and log, written at submission
-EXECUTED_NOTEBOOK = "02_train_architecture.ipynb"
 INTERRUPT_GRACE_S = 2.0  # after an interrupt, a kernel that has not stopped is killed
 
 
@@ -173,7 +172,7 @@ def execute_run(notebook: Path, run_dir: Path, parameters: dict[str, Any], env: 
         if is_complete(run_dir):  # completed by someone else since the caller looked
             return False
         run_dir.mkdir(parents=True, exist_ok=True)
-        output = run_dir / EXECUTED_NOTEBOOK
+        output = run_dir / notebook.name  # the executed notebook, beside the record
         manager_class = _KernelManager.for_run({**(env or {}), EXECUTOR_VARIABLE: executor})
         try:
             papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3",
@@ -385,8 +384,11 @@ def wait_slurm(study_dir: Path, runs: list[Path], on_done: Callable[[], None] = 
 
 def run_status(study_dir: Path) -> list[tuple[str, str, str]]:
     """(run id, state, detail) for each run of the study: complete, running, queued, failed or missing."""
+    from ecgkeras.study import TRAIN_NOTEBOOK  # here: the study module imports this one
+
+    executed = f"{TRAIN_NOTEBOOK}.ipynb"
     ids = json.loads((study_dir / GRID_FILE).read_text()) if (study_dir / GRID_FILE).is_file() else []
-    ids += sorted(p.parent.relative_to(study_dir).as_posix() for p in study_dir.glob(f"*/seed-*/{EXECUTED_NOTEBOOK}")
+    ids += sorted(p.parent.relative_to(study_dir).as_posix() for p in study_dir.glob(f"*/seed-*/{executed}")
                   if p.parent.relative_to(study_dir).as_posix() not in ids)
     jobs = slurm_jobs(study_dir)
     queue_states = queued_jobs(job["job_id"] for job in jobs.values())
@@ -400,8 +402,8 @@ def run_status(study_dir: Path) -> list[tuple[str, str, str]]:
             rows.append((rid, "running", owner))
         elif job and queue_states.get(job["job_id"]) in {"PENDING", "CONFIGURING", "REQUEUED", "RUNNING"}:
             rows.append((rid, "queued", f"SLURM job {job['job_id']} {queue_states[job['job_id']].lower()}"))
-        elif (run_dir / EXECUTED_NOTEBOOK).is_file() or job:
-            where = [str(run_dir / EXECUTED_NOTEBOOK)] if (run_dir / EXECUTED_NOTEBOOK).is_file() else []
+        elif (run_dir / executed).is_file() or job:
+            where = [str(run_dir / executed)] if (run_dir / executed).is_file() else []
             where += [job["log"]] if job else []
             rows.append((rid, "failed", "see " + " and ".join(where)))
         else:

@@ -138,6 +138,7 @@ def test_ctrl_c_stops_a_study_in_seconds_and_the_next_invocation_finishes_it(syn
     assert not _kernels_of(study.pid)
     assert lock_owner(second) is None and not is_complete(second)
     assert (first / "metrics.json").stat().st_mtime_ns == kept
-    rc, stdout, _ = finish(ecgkeras(*args))
-    assert rc == 0 and "1 run(s) completed, 1 already complete" in stdout
+    result = run_study(synthetic_ptbxl, out, architectures=["cnn"], seeds=[0, 1], parameters={**TINY, "epochs": 2},
+                       aggregate=False)  # the next invocation
+    assert result.completed == [second] and result.skipped == [first]
     assert (first / "metrics.json").stat().st_mtime_ns == kept and is_complete(second)
