@@ -1,4 +1,4 @@
-"""Command line: `ecgkeras [--verbose] {download,synth,architectures,notebooks,study,aggregate,predict}`."""
+"""Command line: `ecgkeras [--verbose] {download,synth,architectures,parameters,notebooks,study,status,aggregate,predict}`."""
 
 from __future__ import annotations
 
@@ -85,6 +85,9 @@ def _study(args: argparse.Namespace) -> None:
     from ecgkeras.models import PAPER_ARCHITECTURES
     from ecgkeras.study import parse_parameters, publish_summary, run_study
 
+    if args.list_runs:
+        _list_runs(args)
+        return
     parameters = parse_parameters(args.param)
     data_dir, out = args.data_dir, args.out
     if args.demo:
@@ -100,17 +103,70 @@ def _study(args: argparse.Namespace) -> None:
             parameters[name] = getattr(args, name)
     result = run_study(data_dir, out, architectures=args.architectures or PAPER_ARCHITECTURES,
                        seeds=args.seeds, parameters=parameters, jobs=args.jobs, allow_mixed=args.allow_mixed,
-                       log_output=args.verbose)
+                       log_output=args.verbose, execution=_execution(args))
     print(f"study {result.study_dir}: {len(result.completed)} run(s) completed, "
-          f"{len(result.skipped)} already complete, {len(result.failed)} failed")
+          f"{len(result.skipped)} already complete, {len(result.failed)} failed"
+          + (f", {len(result.locked)} running elsewhere" if result.locked else "")
+          + (f", {len(result.submitted)} submitted" if result.submitted else ""))
     for run_dir, reason in result.failed.items():
         print(f"  FAILED {run_dir}: {reason}")
+    for run_dir, owner in result.locked.items():
+        print(f"  SKIPPED {run_dir}: being run by {owner}")
+    if result.submitted:
+        print(f"SLURM job array {result.slurm_job}: follow with `ecgkeras status {result.study_dir}`, then "
+              "rerun this command to aggregate")
+    elif result.locked:
+        print(f"rerun this command (or `ecgkeras aggregate {result.study_dir}`) once they finish")
     if result.summary_dir:
         print(f"summary (tables and figures): {result.summary_dir}")
         if args.demo:
             print(f"published to {publish_summary(result.summary_dir, DEMO_RESULTS)}")
     if result.failed:
         sys.exit(1)
+
+
+def _execution(args: argparse.Namespace):
+    from ecgkeras.executors import SlurmOptions, parse_shard
+    from ecgkeras.placement import parse_gpus
+    from ecgkeras.study import Execution
+
+    extra = {}
+    for option in args.sbatch:
+        name, _, value = option.lstrip("-").partition("=")
+        if not name:
+            raise EcgkerasError(f"--sbatch {option!r}: give an sbatch option as NAME=VALUE, e.g. qos=high")
+        extra[name] = value or None
+    slurm = SlurmOptions(partition=args.partition, account=args.account, time_min=args.time, mem_gb=args.mem_gb,
+                         cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run, retries=args.retries,
+                         extra=extra)
+    return Execution(executor=args.executor, gpus=parse_gpus(args.gpus), runs_per_gpu=args.runs_per_gpu,
+                     shard=parse_shard(args.shard) if args.shard else None, slurm=slurm, wait=not args.no_wait)
+
+
+def _list_runs(args: argparse.Namespace) -> None:
+    from ecgkeras.executors import grid, parse_shard, run_id, shard
+    from ecgkeras.models import PAPER_ARCHITECTURES, get_architecture
+
+    root = Path("/")
+    runs = grid(root, [get_architecture(name).name for name in args.architectures or PAPER_ARCHITECTURES],
+                args.seeds)
+    if args.shard:
+        runs = shard(runs, *parse_shard(args.shard))
+    print("\n".join(run_id(root, run_dir) for run_dir in runs))
+
+
+def _status(args: argparse.Namespace) -> None:
+    from ecgkeras.executors import run_status
+
+    if not args.study_dir.is_dir():
+        raise EcgkerasError(f"study folder not found: {args.study_dir}")
+    rows = run_status(args.study_dir.resolve())
+    if not rows:
+        raise EcgkerasError(f"{args.study_dir} holds no run: start one with `ecgkeras study --out {args.study_dir}`")
+    for run_id, state, detail in rows:
+        print(f"{run_id:<28} {state:<9} {detail}".rstrip())
+    counts = {state: sum(row[1] == state for row in rows) for state in dict.fromkeys(row[1] for row in rows)}
+    print(", ".join(f"{n} {state}" for state, n in counts.items()))
 
 
 def _aggregate(args: argparse.Namespace) -> None:
@@ -171,7 +227,31 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                        help="run parameter (JSON value), e.g. -p learning_rate 0.0005; see `ecgkeras parameters`")
     study.add_argument("--allow-mixed", action="store_true", help="add runs of a different configuration")
+    placement = study.add_argument_group("where runs execute")
+    placement.add_argument("--executor", choices=("local", "slurm"), default="local",
+                           help="local: --jobs runs at a time on this machine; slurm: one job array")
+    placement.add_argument("--gpus", metavar="0,1|none|auto", default=None,
+                           help="local GPUs to use, one run per GPU at a time (default: auto-detect)")
+    placement.add_argument("--runs-per-gpu", type=int, default=1, help="concurrent runs sharing one GPU")
+    placement.add_argument("--list-runs", action="store_true", help="print the grid's run ids and exit")
+    placement.add_argument("--shard", metavar="I/N", help="execute only every N-th run of the grid, from the I-th "
+                           "(no aggregation: `ecgkeras aggregate` once all shards are done)")
+    slurm = study.add_argument_group("SLURM (--executor slurm)")
+    slurm.add_argument("--no-wait", action="store_true", help="return after submitting the job array")
+    slurm.add_argument("--partition")
+    slurm.add_argument("--account")
+    slurm.add_argument("--time", type=int, default=240, metavar="MINUTES", help="time limit per run")
+    slurm.add_argument("--mem-gb", type=float, help="memory per run")
+    slurm.add_argument("--cpus-per-run", type=int, default=2)
+    slurm.add_argument("--gpus-per-run", type=int, default=0)
+    slurm.add_argument("--retries", type=int, default=2, help="requeues after preemption or time limit")
+    slurm.add_argument("--sbatch", action="append", default=[], metavar="NAME=VALUE",
+                       help="any other sbatch option, e.g. --sbatch qos=high --sbatch constraint=a100")
     study.set_defaults(handler=_study)
+
+    status = commands.add_parser("status", help="each run of a study: complete, running, queued, failed, missing")
+    status.add_argument("study_dir", type=Path)
+    status.set_defaults(handler=_status)
 
     aggregate = commands.add_parser("aggregate", help="(re)write a study's tables and figures")
     aggregate.add_argument("study_dir", type=Path)
@@ -209,6 +289,10 @@ def main(argv: list[str] | None = None) -> None:
         where = f" {exc.filename}" if exc.filename else ""
         print(f"ecgkeras: error: cannot use{where}: {exc.strerror or exc}; choose another location", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # also executors.StudyInterrupted, raised once running kernels are stopped
+        print("ecgkeras: interrupted; complete runs are kept, rerun the same command to finish the others",
+              file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

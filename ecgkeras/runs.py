@@ -37,6 +37,7 @@ from ecgkeras.errors import EcgkerasError
 from ecgkeras.evaluation import all_metrics, bootstrap_intervals, per_class_table, tune_thresholds
 from ecgkeras.files import atomic_write, atomic_write_text
 from ecgkeras.models import ARCHITECTURES, ModelConfig, build_model, get_architecture
+from ecgkeras.placement import execution_context
 from ecgkeras.schema import Schema, parameter
 from ecgkeras.synthetic import MARKER_FILE
 from ecgkeras.training import HISTORY_FILE, MODEL_FILE, MONITOR, TrainingConfig, predict_probabilities, \
@@ -175,7 +176,7 @@ class RunRecord:
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise EcgkerasError(f"run folder not found: {run_dir}")
-        if not is_complete(run_dir):
+        if not all((run_dir / name).is_file() for name in RUN_FILES):
             raise EcgkerasError(f"run folder {run_dir} is incomplete (interrupted or failed): rerun it, "
                                 "e.g. with `ecgkeras study` which redoes incomplete runs")
         path = run_dir / RECORD_FILE
@@ -243,6 +244,11 @@ class RunRecord:
         return self.record["versions"]
 
     @property
+    def execution(self) -> dict[str, Any]:
+        """Where the run trained: host, pid, executor, CUDA_VISIBLE_DEVICES, SLURM job (empty in older records)."""
+        return self.record.get("execution", {})
+
+    @property
     def started(self) -> str:
         return self.record.get("started", "")
 
@@ -302,8 +308,12 @@ class RunRecord:
 
 
 def is_complete(run_dir: str | Path) -> bool:
-    """A run counts as complete only once its record exists with every file it names."""
-    return all((Path(run_dir) / name).is_file() for name in RUN_FILES)
+    """A run counts as complete only once all its files exist and its record reads back."""
+    try:
+        RunRecord.load(run_dir)
+    except EcgkerasError:
+        return False
+    return True
 
 
 def load_run(run_dir: str | Path) -> RunRecord:
@@ -314,7 +324,7 @@ def load_run(run_dir: str | Path) -> RunRecord:
 def find_runs(study_dir: str | Path) -> list[RunRecord]:
     """Every complete run folder under `study_dir`, sorted by path."""
     return [RunRecord.load(path.parent) for path in sorted(Path(study_dir).rglob(RECORD_FILE))
-            if is_complete(path.parent) and not path.parent.name.startswith(".")]
+            if all((path.parent / name).is_file() for name in RUN_FILES) and not path.parent.name.startswith(".")]
 
 
 # --------------------------------------------------------------------------- staging
@@ -463,6 +473,7 @@ def write_record(out_dir: Path, config: RunConfig, data: PTBXL, splits: dict[str
         "architecture": {"name": config.architecture,
                          "display_name": get_architecture(config.architecture).display_name},
         "versions": library_versions(),
+        "execution": execution_context(),  # host, pid, executor, CUDA_VISIBLE_DEVICES, SLURM job, GPUs
         "classes": data.classes,
         "data": {**{f"n_{name}": len(part.X) for name, part in splits.items()},
                  "n_dropped": data.n_dropped, "input_shape": list(model.input_shape[1:]),

@@ -5,7 +5,9 @@ Layout of a study folder:
   <architecture>/seed-<k>/           one run record + its executed notebook
   summary/                           tables, figures and the executed aggregation notebook
 A rerun skips complete runs and redoes incomplete ones; a failed run is reported with the
-path of its executed notebook and does not stop the others.
+path of its executed notebook and does not stop the others. Runs execute on this machine
+(threads, one GPU slot each) or as a SLURM job array (ecgkeras.executors); a run being
+executed anywhere holds its lock (ecgkeras.locks), so no run is trained twice at once.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import json
 import logging
 import shutil
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -25,9 +26,11 @@ import jupytext
 import papermill
 from tqdm import tqdm
 
+from ecgkeras import executors
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.files import atomic_write_text
 from ecgkeras.models import PAPER_ARCHITECTURES, get_architecture
+from ecgkeras.placement import device_slots
 from ecgkeras.quiet import kernel_arguments
 from ecgkeras.runs import RunConfig, RunRecord, find_runs, is_complete, load_dataset, load_run
 
@@ -52,7 +55,22 @@ class StudyResult:
     completed: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: dict[Path, str] = field(default_factory=dict)  # run folder -> executed notebook / reason
+    locked: dict[Path, str] = field(default_factory=dict)  # run folder -> who is running it elsewhere
+    submitted: list[Path] = field(default_factory=list)  # left queued on SLURM (--no-wait)
+    slurm_job: str | None = None
     summary_dir: Path | None = None
+
+
+@dataclass
+class Execution:
+    """How a study executes its runs: where, on which devices, and which share of the grid."""
+
+    executor: str = "local"  # local or slurm
+    gpus: list[str] | None = None  # None: detect; []: CPU only
+    runs_per_gpu: int = 1
+    shard: tuple[int, int] | None = None  # (I, N): only every N-th run of the grid, from the I-th
+    slurm: executors.SlurmOptions = field(default_factory=executors.SlurmOptions)
+    wait: bool = True  # slurm: wait for the array, then aggregate
 
 
 def notebook_source(name: str) -> Traversable:
@@ -157,61 +175,102 @@ def _write_study_file(study_dir: Path, planned: dict[Path, RunConfig], existing:
 def run_study(data_dir: str | Path, study_dir: str | Path,
               architectures: Iterable[str] = PAPER_ARCHITECTURES, seeds: Iterable[int] = (0,),
               parameters: dict[str, Any] | None = None, jobs: int = 1, allow_mixed: bool = False,
-              aggregate: bool = True, log_output: bool = False) -> StudyResult:
+              aggregate: bool = True, log_output: bool = False, execution: Execution | None = None
+              ) -> StudyResult:
     """Run the training notebook for every (architecture, seed) missing in `study_dir`, then aggregate.
 
     `parameters` are run parameters (epochs, sampling_rate, ...; see `ecgkeras parameters`), shared
     by all runs. Every parameter, the data folder and the study folder's existing runs are checked
-    before anything is written.
+    before anything is written. Aggregation waits until every run of the grid is complete or failed
+    here: not while some run executes elsewhere, is queued on SLURM, or belongs to another shard
+    (`ecgkeras aggregate` then).
     """
+    execution = execution or Execution()
     study_dir = Path(study_dir).resolve()
     if jobs < 1:
         raise EcgkerasError(f"--jobs {jobs}: give at least 1")
     architectures = [get_architecture(name).name for name in architectures]
     planned = plan_runs(data_dir, study_dir, architectures, seeds, parameters or {})
+    runs = executors.shard(list(planned), *execution.shard) if execution.shard else list(planned)
     first = next(iter(planned.values()))
     load_dataset(first)  # checks the data folder and builds the signal cache once, before parallel runs read it
     existing = _complete_runs(run_dir for run_dir in study_dir.glob("*/seed-*") if run_dir.is_dir())
     _check_configurations(study_dir, planned, existing, allow_mixed)
     _write_study_file(study_dir, planned, existing)
+    executors.remember_grid(study_dir, list(planned))
     with tempfile.TemporaryDirectory(prefix="ecgkeras-notebooks-") as tmp:
-        result = _run_all(to_ipynb(TRAIN_NOTEBOOK, Path(tmp)), study_dir, planned, existing, jobs, log_output)
-    if aggregate and (result.completed or result.skipped):
+        result = _run_all(to_ipynb(TRAIN_NOTEBOOK, Path(tmp)), study_dir, runs, first.shared_parameters(), jobs,
+                          log_output, execution)
+    if (aggregate and not execution.shard and (result.completed or result.skipped)
+            and not result.locked and not result.submitted):
         result.summary_dir = aggregate_study(study_dir, bootstrap_resamples=first.bootstrap_resamples,
                                              log_output=log_output)
     return result
 
 
-def _run_all(train_notebook: Path, study_dir: Path, planned: dict[Path, RunConfig],
-             existing: dict[Path, RunRecord], jobs: int, log_output: bool) -> StudyResult:
-    """Execute the planned runs that are not complete (`jobs` at a time); complete ones are skipped."""
+def _run_all(train_notebook: Path, study_dir: Path, runs: list[Path], shared: dict[str, Any], jobs: int,
+             log_output: bool, execution: Execution) -> StudyResult:
+    """Execute the incomplete runs of `runs` with the chosen executor; complete ones are skipped."""
     result = StudyResult(study_dir)
     pending = []
-    for run_dir in planned:
-        (result.skipped if run_dir in existing else pending).append(run_dir)
+    for run_dir in runs:
+        (result.skipped if is_complete(run_dir) else pending).append(run_dir)
     if result.skipped:
         log.warning("skipping %d complete run(s) already in %s", len(result.skipped), study_dir)
-
-    def execute(run_dir: Path) -> None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        output = run_dir / f"{TRAIN_NOTEBOOK}.ipynb"
-        try:
-            _execute(train_notebook, output, {**planned[run_dir].parameters(), "output_dir": str(run_dir)},
-                     log_output)
-        except papermill.PapermillExecutionError as exc:  # a cell failed: keep going with the others
-            result.failed[run_dir] = f"{exc.ename}: {exc.evalue} (see {output})"
-            return
-        except Exception as exc:  # the kernel died or could not start
-            result.failed[run_dir] = f"{type(exc).__name__}: {exc} (see {output})"
-            return
-        if is_complete(run_dir):
-            result.completed.append(run_dir)
-        else:
-            result.failed[run_dir] = f"notebook finished without a complete run record (see {output})"
-
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        list(tqdm(pool.map(execute, pending), total=len(pending), desc="study runs", unit="run"))
+    if not pending:
+        return result
+    if execution.executor == "slurm":
+        return _run_slurm(train_notebook, study_dir, pending, shared, jobs, execution, result)
+    with tqdm(total=len(pending), desc="study runs", unit="run") as progress:
+        outcomes = executors.run_local(train_notebook, pending, shared, _slots(execution, jobs), log_output,
+                                       on_done=progress.update, executor=execution.executor)
+    result.completed, result.failed, result.locked = outcomes.completed, outcomes.failed, outcomes.locked
+    result.skipped += outcomes.skipped
     return result
+
+
+def _run_slurm(train_notebook: Path, study_dir: Path, pending: list[Path], shared: dict[str, Any], jobs: int,
+               execution: Execution, result: StudyResult) -> StudyResult:
+    """Submit the runs not already queued from an earlier submission; wait for all unless --no-wait."""
+    queued = executors.queued_runs(study_dir, pending)
+    if queued:
+        log.warning("%d run(s) already queued or running on SLURM from an earlier submission", len(queued))
+    submit = [run_dir for run_dir in pending if run_dir not in queued]
+    if submit:
+        result.slurm_job = executors.submit_slurm(train_notebook, study_dir, submit, shared, execution.slurm, jobs)
+        log.warning("submitted %d run(s) as SLURM job array %s; logs in %s", len(submit), result.slurm_job,
+                    study_dir / executors.SLURM_DIR)
+    if not execution.wait:
+        result.submitted, result.locked = submit, queued
+        return result
+    with tqdm(total=len(pending), desc="study runs (SLURM)", unit="run") as progress:
+        executors.wait_slurm(study_dir, pending, on_done=progress.update)
+    _collect_slurm(study_dir, pending, result)
+    return result
+
+
+def _slots(execution: Execution, jobs: int) -> list[dict[str, str]]:
+    """One kernel environment per concurrent run: the same one for all without GPU pinning."""
+    slots = device_slots(execution.gpus, execution.runs_per_gpu)
+    if "TF_FORCE_GPU_ALLOW_GROWTH" not in slots[0]:
+        return slots[:1] * jobs
+    if jobs > len(slots):
+        log.warning("--jobs %d but %d GPU slot(s): %d run(s) at a time (--runs-per-gpu shares a GPU)",
+                    jobs, len(slots), len(slots))
+    return slots[:jobs]
+
+
+def _collect_slurm(study_dir: Path, runs: list[Path], result: StudyResult) -> None:
+    """After the array ended: complete runs, and failed ones with their executed notebook or job log."""
+    status = {run_id: (state, detail) for run_id, state, detail in executors.run_status(study_dir)}
+    for run_dir in runs:
+        state, detail = status[executors.run_id(study_dir, run_dir)]
+        if state == "complete":
+            result.completed.append(run_dir)
+        elif state == "running":
+            result.locked[run_dir] = detail
+        else:
+            result.failed[run_dir] = detail or "the job ended without a complete run record"
 
 
 def aggregate_study(study_dir: str | Path, summary_dir: str | Path | None = None,

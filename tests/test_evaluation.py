@@ -76,3 +76,17 @@ def test_paired_bootstrap_detects_a_real_difference_and_not_a_null_one():
     assert (better["difference"] > 0).all() and better["significant"].all()
     same = paired_bootstrap(y_true, good, good, 0.5, 0.5, n_resamples=50).set_index("metric")
     assert (same["difference"] == 0).all() and not same["significant"].any()
+
+
+def test_bootstrap_gives_the_same_intervals_in_worker_processes_as_serially(monkeypatch):
+    from ecgkeras import evaluation
+
+    rng = np.random.default_rng(3)
+    y_true = (rng.random((300, 5)) < 0.3).astype(np.uint8)
+    y_prob = np.clip(y_true * 0.4 + rng.random((300, 5)) * 0.6, 0, 1)
+    thresholds = {"fixed": 0.5, "tuned": evaluation.tune_thresholds(y_true, y_prob)}
+    monkeypatch.setattr(evaluation, "PARALLEL_MIN_RESAMPLES", 1000)
+    serial = bootstrap_intervals(y_true, y_prob, thresholds, n_resamples=40, seed=5)
+    monkeypatch.setattr(evaluation, "PARALLEL_MIN_RESAMPLES", 10)
+    monkeypatch.setattr(evaluation, "cpu_count", lambda: 2)  # two worker processes even on one core
+    assert bootstrap_intervals(y_true, y_prob, thresholds, n_resamples=40, seed=5) == serial

@@ -1,0 +1,80 @@
+"""Where runs execute: GPU detection, one device slot per concurrent run, and the execution context.
+
+Detection asks `nvidia-smi -L`, so the study process never initialises CUDA nor maps GPU memory;
+each run's kernel sees only its slot through CUDA_VISIBLE_DEVICES, with TensorFlow's memory
+growth on so several runs can share a GPU when asked (`--runs-per-gpu`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from typing import Any
+
+from ecgkeras.errors import EcgkerasError
+
+CPU_ONLY = "-1"  # CUDA_VISIBLE_DEVICES value that hides every GPU (TensorFlow then uses the CPU)
+EXECUTOR_VARIABLE = "ECGKERAS_EXECUTOR"  # set by the study runner in each run's kernel environment
+
+
+def detect_gpus() -> list[str]:
+    """Indices of the GPUs `nvidia-smi -L` lists (respecting CUDA_VISIBLE_DEVICES); [] without one."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [d for d in (part.strip() for part in visible.split(",")) if d and d != CPU_ONLY]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30, check=True)
+    except (subprocess.SubprocessError, OSError):
+        return []
+    return [str(i) for i, line in enumerate(line for line in listing.stdout.splitlines()
+                                            if line.startswith("GPU "))]
+
+
+def parse_gpus(value: str | None) -> list[str] | None:
+    """`--gpus` to device ids: None ('auto') detects, 'none' gives [] (CPU only), '0,1' lists them."""
+    if value is None or value == "auto":
+        return None
+    if value == "none":
+        return []
+    devices = [part.strip() for part in value.split(",")]
+    if not all(part.isdigit() for part in devices) or len(set(devices)) != len(devices):
+        raise EcgkerasError(f"--gpus {value!r}: give distinct GPU indices like 0,1, or 'none', or 'auto'")
+    return devices
+
+
+def device_slots(gpus: list[str] | None, runs_per_gpu: int) -> list[dict[str, str]]:
+    """The environment of each concurrent run slot; [{}] (one unrestricted slot) without GPUs.
+
+    `gpus` None detects them. With GPUs, each slot pins one GPU (a GPU appears `runs_per_gpu`
+    times) and turns memory growth on; `gpus == []` forces the CPU.
+    """
+    if runs_per_gpu < 1:
+        raise EcgkerasError(f"--runs-per-gpu {runs_per_gpu}: give at least 1")
+    if gpus is None:
+        gpus = detect_gpus()
+        if not gpus:
+            return [{}]
+    if not gpus:
+        return [{"CUDA_VISIBLE_DEVICES": CPU_ONLY}]
+    return [{"CUDA_VISIBLE_DEVICES": gpu, "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+            for _ in range(runs_per_gpu) for gpu in gpus]
+
+
+def execution_context() -> dict[str, Any]:
+    """Where this process runs: host, pid, executor, visible devices, SLURM job and the GPUs TF sees."""
+    tf = sys.modules.get("tensorflow")  # only when already imported: never initialise CUDA for this
+    slurm_job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID")
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "executor": os.environ.get(EXECUTOR_VARIABLE, "direct"),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "slurm_job_id": slurm_job,
+        "slurm_array_task_id": os.environ.get("SLURM_ARRAY_TASK_ID"),
+        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")] if tf is not None else None,
+    }

@@ -1,0 +1,76 @@
+"""`--executor slurm` on a real single-node SLURM cluster (slurmctld, slurmd, munge on 127.0.0.1).
+
+Not skipped when SLURM is missing: the fixture installs it (as root, from Debian) and fails
+loudly if the cluster cannot start, so CI always runs these tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from ecgkeras.executors import SLURM_DIR, SLURM_JOBS_FILE, grid
+from ecgkeras.runs import is_complete, load_run
+from slurm_cluster import slurm_cluster
+from test_study_execution import completed_count, ecgkeras, finish, study_args
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    """A running single-node cluster; SLURM_CONF points this process and its children at it."""
+    with slurm_cluster(tmp_path_factory.mktemp("slurm")) as env:
+        previous = os.environ.get("SLURM_CONF")
+        os.environ["SLURM_CONF"] = env["SLURM_CONF"]
+        try:
+            yield env
+        finally:
+            if previous is None:
+                os.environ.pop("SLURM_CONF")
+            else:
+                os.environ["SLURM_CONF"] = previous
+
+
+def test_a_grid_submitted_without_waiting_is_followed_by_status_and_aggregated_by_rerunning(
+        slurm, synthetic_ptbxl, tmp_path):
+    out = tmp_path / "study"
+    args = study_args(synthetic_ptbxl, out, "--architectures", "cnn", "cnn-gru", "--seeds", "0", "1",
+                      "--executor", "slurm", "--jobs", "2", "--cpus-per-run", "1", "--time", "20")
+    rc, stdout, stderr = finish(ecgkeras(*args, "--no-wait"), timeout=120)
+    assert rc == 0 and "4 submitted" in stdout and "ecgkeras status" in stdout, (stdout, stderr)
+    jobs = json.loads((out / SLURM_DIR / SLURM_JOBS_FILE).read_text())
+    assert sorted(jobs) == ["cnn-gru/seed-0", "cnn-gru/seed-1", "cnn/seed-0", "cnn/seed-1"]
+
+    rc, stdout, _ = finish(ecgkeras("status", str(out)), timeout=120)
+    states = {line.split()[0]: line.split()[1] for line in stdout.splitlines()[:-1]}
+    assert rc == 0 and set(states) == set(jobs)
+    assert set(states.values()) <= {"queued", "running", "complete"}, stdout
+
+    # the same command again waits for the queued array (submitting nothing twice), then aggregates
+    rc, stdout, stderr = finish(ecgkeras(*args), timeout=600)
+    assert rc == 0, (stdout, stderr)
+    assert json.loads((out / SLURM_DIR / SLURM_JOBS_FILE).read_text()) == jobs
+    assert completed_count(stdout) + int(stdout.split("completed, ")[1].split()[0]) == 4, stdout
+    for run_dir in grid(out, ["cnn", "cnn-gru"], [0, 1]):
+        execution = load_run(run_dir).execution
+        assert execution["executor"] == "slurm"
+        assert jobs[run_dir.relative_to(out).as_posix()]["job_id"] == \
+            f"{execution['slurm_job_id']}_{execution['slurm_array_task_id']}"
+    assert "CNN-GRU" in (out / "summary" / "results_tuned.md").read_text()
+    rc, stdout, _ = finish(ecgkeras("status", str(out)), timeout=120)
+    assert rc == 0 and stdout.splitlines()[-1] == "4 complete"
+
+
+def test_a_failing_notebook_is_reported_with_its_log_and_not_retried(slurm, synthetic_ptbxl, tmp_path):
+    out = tmp_path / "study"
+    args = study_args(synthetic_ptbxl, out, "--architectures", "cnn", "--executor", "slurm", "--cpus-per-run", "1",
+                      "--retries", "3", "-p", "crop_length", "5000")  # longer than the records: the notebook raises
+    rc, stdout, _ = finish(ecgkeras(*args), timeout=600)
+    assert rc == 1 and "FAILED" in stdout and "02_train_architecture.ipynb" in stdout
+    run_dir = out / "cnn" / "seed-0"
+    assert not is_complete(run_dir)
+    log = json.loads((out / SLURM_DIR / SLURM_JOBS_FILE).read_text())["cnn/seed-0"]["log"]
+    assert "crop_length=5000" in open(log).read()
+    rc, stdout, _ = finish(ecgkeras("status", str(out)), timeout=120)
+    assert "cnn/seed-0" in stdout and "failed" in stdout and log in stdout
