@@ -3,17 +3,21 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+WHEELS := $(VENV)/wheelhouse
 
 .PHONY: install demo test bench clean
 
 install: $(STAMP)
 
-# requirements-dev.txt: the pinned runtime lock (requirements.txt) plus the test tools.
+# requirements-dev.txt: the pinned runtime lock (requirements.txt) plus the test tools. The wheels are
+# downloaded once into $(WHEELS) and installed from there; tests/test_packaging.py installs the built
+# ecgkeras wheel from them into a fresh environment (pip's cache stays empty with this registry).
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip download --quiet --dest $(WHEELS) -r requirements-dev.txt "setuptools>=77"
+	$(BIN)/python -m pip install --quiet --no-index --find-links $(WHEELS) -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-index --find-links $(WHEELS) -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
