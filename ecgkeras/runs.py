@@ -199,16 +199,16 @@ def run_experiment(config: RunConfig, run_dir: str | Path, dataset: PTBXL | None
     if crop is not None and not 0 < crop <= train.X.shape[1]:
         raise EcgkerasError(f"crop_length={crop} does not fit records of {train.X.shape[1]} samples: "
                             "give a length between 1 and the record length, or None")
-    standardizer = Standardizer.fit(train.X)
-    train, val, test = (part._replace(X=standardizer.transform(part.X)) for part in (train, val, test))
+    standardizer = Standardizer.fit(train.X)  # batches are standardized as they are read
 
     input_length = config.training.crop_length or train.X.shape[1]
     set_seed(config.seed, config.training.deterministic)  # before building: initial weights are random too
     model = build_model(config.architecture, (input_length, train.X.shape[2]), len(data.classes),
                         sampling_rate=config.sampling_rate, **config.model)
-    history = train_model(model, train, val, run_dir, config.training, seed=config.seed)
+    history = train_model(model, train, val, run_dir, config.training, seed=config.seed, standardizer=standardizer)
 
-    crop = {"crop_length": config.training.crop_length, "window_stride": config.training.window_stride}
+    crop = {"crop_length": config.training.crop_length, "window_stride": config.training.window_stride,
+            "standardizer": standardizer}
     val_prob = predict_probabilities(model, val.X, **crop)  # also traces predict, so the test timing is warm
     started_test = time.perf_counter()
     test_prob = predict_probabilities(model, test.X, **crop)
@@ -275,8 +275,8 @@ def predict_record(run_dir: str | Path, record: str | Path) -> pd.DataFrame:
         raise EcgkerasError(f"record {record} has shape {signal.shape}, the model of {run_dir} expects "
                             f"{tuple(expected)}")
     model = keras.models.load_model(run.run_dir / "model.keras", compile=False)
-    X = run.standardizer.transform(signal[np.newaxis])
-    probs = predict_probabilities(model, X, crop_length=crop, window_stride=config.training.window_stride)[0]
+    probs = predict_probabilities(model, signal[np.newaxis], crop_length=crop,
+                                  window_stride=config.training.window_stride, standardizer=run.standardizer)[0]
     thresholds = run.thresholds("tuned")
     table = pd.DataFrame({"class": run.classes, "probability": probs, "threshold": thresholds,
                           "predicted": probs >= thresholds})
