@@ -272,12 +272,6 @@ def label_matrix(scp_codes: Iterable[dict], statements: pd.DataFrame, level: str
 
 # --------------------------------------------------------------------------- signals
 
-def record_files(path: str | Path) -> tuple[Path, Path]:
-    """The header and signal file of the WFDB record `path` (a record name may contain dots)."""
-    path = Path(path)
-    return path.parent / f"{path.name}.hea", path.parent / f"{path.name}.dat"
-
-
 def record_name(path: str | Path) -> Path:
     """`path` without a `.hea` or `.dat` extension (only those: `patient.1` keeps its `.1`)."""
     path = Path(path)
@@ -287,7 +281,7 @@ def record_name(path: str | Path) -> Path:
 def read_record(path: str | Path, sampling_rate: int) -> np.ndarray:
     """One WFDB record as float32 (time, 12) in mV, checked against its header."""
     path = Path(path)
-    header, _ = record_files(path)
+    header = path.parent / f"{path.name}.hea"  # not with_suffix: a record name may contain dots
     if not header.is_file():
         raise EcgkerasError(f"record file missing: {header}; re-download PTB-XL or regenerate the dataset")
     try:
