@@ -15,6 +15,7 @@ import hashlib
 import itertools
 import json
 import logging
+import mmap
 import os
 import time
 import warnings
@@ -50,23 +51,106 @@ HOW_TO_GET = ("get PTB-XL with `ecgkeras download --dest DIR`, make a synthetic 
               "`ecgkeras synth --out DIR`, or point PTBXL_DIR at an existing copy")
 
 
-class Part(NamedTuple):
-    """One split of the dataset: signals, labels and record ids."""
+class Signals:
+    """Records of a (records, time, leads) float32 array, read only when indexed.
 
-    X: np.ndarray
+    `source` is a whole array: the signal cache's read-only memory map (or, with the cache off, an
+    in-memory array); `rows` are the records of this view, in order. Indexing reads just the records
+    asked for (and unmaps them again, so nothing stays resident); `load()` or
+    `np.asarray(view)` read the whole view into memory, which is what a caller asks for explicitly.
+    """
+
+    def __init__(self, source: np.ndarray, rows: np.ndarray | None = None):
+        self.source = source
+        self.rows = np.arange(len(source)) if rows is None else np.asarray(rows, dtype=np.intp)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.rows), *self.source.shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.source.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.source.ndim
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __repr__(self) -> str:
+        kind = "memory map" if isinstance(self.source, np.memmap) else "array"
+        return f"Signals({self.shape}, {self.dtype}, {kind})"
+
+    def take(self, positions) -> "Signals":
+        """A view of the records at `positions` (indices or a boolean mask); reads nothing."""
+        return Signals(self.source, self.rows[positions])
+
+    def read(self, positions) -> np.ndarray:
+        """The records at `positions` (indices into this view) as a new array."""
+        rows = self.rows[np.asarray(positions, dtype=np.intp)]
+        if isinstance(self.source, np.memmap):
+            return _read_rows(self.source, rows)
+        return self.source[rows]
+
+    def load(self) -> np.ndarray:
+        """The whole view as an in-memory array."""
+        return self.read(np.arange(len(self)))
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        array = self.load()
+        return array if dtype is None else array.astype(dtype, copy=False)
+
+    def __getitem__(self, key) -> np.ndarray:
+        first, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+        if first is Ellipsis:
+            return self.load()[key]
+        positions = np.arange(len(self))[first]
+        records = self.read(np.atleast_1d(positions))
+        if np.ndim(positions) == 0:
+            return records[0][rest]
+        return records[(slice(None), *rest)]
+
+
+def _read_rows(memmap: np.memmap, rows: np.ndarray) -> np.ndarray:
+    """Rows of a memory map, copied; then its pages are dropped from this process (not from the page
+    cache), so reading a whole epoch does not leave the file resident in the process's memory."""
+    out = np.asarray(memmap[rows])
+    if isinstance(memmap.base, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        memmap.base.madvise(mmap.MADV_DONTNEED)
+    return out
+
+
+class Part(NamedTuple):
+    """One split of the dataset: signals (a `Signals` view or an array), labels and record ids."""
+
+    X: Signals | np.ndarray
     Y: np.ndarray
     ecg_ids: np.ndarray
+
+    def load(self) -> "Part":
+        """The same part with its signals read into memory."""
+        return self._replace(X=np.asarray(self.X))
 
 
 @dataclass
 class PTBXL:
     """PTB-XL records with multi-label targets at one label level.
 
-    `X` is float32 (records, time, 12 leads) in millivolts, `Y` is uint8 (records, classes)
-    with columns in the order of `classes`, `folds` holds each record's `strat_fold`.
+    `signals` is every record of the cache, dropped ones included (a read-only memory map, or an
+    in-memory array with `use_cache=False`), `rows` the kept records' rows in it. `X` is a
+    `Signals` view of the kept records, float32 (records, time, 12 leads) in millivolts, read on
+    indexing; `Y` is uint8 (records, classes) with columns in the order of `classes`, `folds` holds
+    each record's `strat_fold`.
     """
 
-    X: np.ndarray
+    signals: np.ndarray
+    rows: np.ndarray
     Y: np.ndarray
     classes: list[str]
     ecg_ids: np.ndarray
@@ -78,12 +162,16 @@ class PTBXL:
     split_folds: dict[str, tuple[int, ...]] = field(default_factory=lambda: dict(DEFAULT_FOLDS))
     n_dropped: int = 0
 
+    @property
+    def X(self) -> Signals:
+        return Signals(self.signals, self.rows)
+
     def part(self, name: str) -> Part:
         """The records of split `name` ('train', 'val' or 'test')."""
         if name not in self.split_folds:
             raise EcgkerasError(f"unknown split {name!r}: use one of {sorted(self.split_folds)}")
         mask = np.isin(self.folds, self.split_folds[name])
-        return Part(self.X[mask], self.Y[mask], self.ecg_ids[mask])
+        return Part(Signals(self.signals, self.rows[mask]), self.Y[mask], self.ecg_ids[mask])
 
     @property
     def train(self) -> Part:
@@ -184,12 +272,6 @@ def label_matrix(scp_codes: Iterable[dict], statements: pd.DataFrame, level: str
 
 # --------------------------------------------------------------------------- signals
 
-def record_files(path: str | Path) -> tuple[Path, Path]:
-    """The header and signal file of the WFDB record `path` (a record name may contain dots)."""
-    path = Path(path)
-    return path.parent / f"{path.name}.hea", path.parent / f"{path.name}.dat"
-
-
 def record_name(path: str | Path) -> Path:
     """`path` without a `.hea` or `.dat` extension (only those: `patient.1` keeps its `.1`)."""
     path = Path(path)
@@ -199,7 +281,7 @@ def record_name(path: str | Path) -> Path:
 def read_record(path: str | Path, sampling_rate: int) -> np.ndarray:
     """One WFDB record as float32 (time, 12) in mV, checked against its header."""
     path = Path(path)
-    header, _ = record_files(path)
+    header = path.parent / f"{path.name}.hea"  # not with_suffix: a record name may contain dots
     if not header.is_file():
         raise EcgkerasError(f"record file missing: {header}; re-download PTB-XL or regenerate the dataset")
     try:
@@ -292,10 +374,11 @@ def _dataset_key(data_dir: Path, filenames: list[str], sampling_rate: int) -> st
 def _records_fingerprint(data_dir: Path, filenames: list[str]) -> str:
     """Size and modification time of every record's two files (one stat each), hashed."""
     digest = hashlib.sha256()
+    folder = os.path.join(data_dir, "")
     for name in filenames:
-        for path in record_files(data_dir / name):
+        for suffix in (".hea", ".dat"):  # plain strings: pathlib would take longer than the stats
             try:
-                stat = path.stat()
+                stat = os.stat(f"{folder}{name}{suffix}")
                 digest.update(f"{stat.st_size} {stat.st_mtime_ns};".encode())
             except OSError:
                 digest.update(b"missing;")
@@ -397,7 +480,8 @@ def load_ptbxl(data_dir: str | Path, sampling_rate: int = 100, label_level: str 
     """Load PTB-XL (or a synthetic copy in its layout) with labels at `label_level`.
 
     Records without any label at that level are dropped (their number is in `n_dropped`).
-    Signals are cached under `cache_dir` (default `$ECGKERAS_CACHE` or `~/.cache/ecgkeras`).
+    Signals are cached under `cache_dir` (default `$ECGKERAS_CACHE` or `~/.cache/ecgkeras`) and stay
+    there: the dataset holds a read-only memory map of the cache and reads records when indexed.
     """
     if sampling_rate not in FILENAME_COLUMN:
         raise EcgkerasError(f"sampling_rate={sampling_rate!r} is not available: PTB-XL has 100 or 500 Hz")
@@ -421,7 +505,7 @@ def load_ptbxl(data_dir: str | Path, sampling_rate: int = 100, label_level: str 
     filenames = meta[FILENAME_COLUMN[sampling_rate]].tolist()
     signals = load_signals(data_dir, filenames, sampling_rate, cache_dir, use_cache, n_jobs, progress)
     meta = meta[keep]
-    return PTBXL(X=np.asarray(signals[keep], dtype=np.float32), Y=Y[keep], classes=classes,
+    return PTBXL(signals=signals, rows=np.flatnonzero(keep), Y=Y[keep], classes=classes,
                  ecg_ids=meta.index.to_numpy(), folds=meta["strat_fold"].to_numpy(), meta=meta,
                  data_dir=data_dir, sampling_rate=sampling_rate, label_level=label_level,
                  split_folds=split_folds, n_dropped=n_dropped)
@@ -437,25 +521,26 @@ class Standardizer:
     std: np.ndarray
 
     @classmethod
-    def fit(cls, X: np.ndarray) -> "Standardizer":
-        """Fit on (records, time, leads) signals."""
+    def fit(cls, X: Signals | np.ndarray) -> "Standardizer":
+        """Fit on (records, time, leads) signals, reading a few MB of them at a time."""
         total = np.zeros(X.shape[-1])
         squares = np.zeros(X.shape[-1])
-        for start in range(0, len(X), 1024):  # chunks keep memory flat on full PTB-XL at 500 Hz
-            chunk = np.asarray(X[start:start + 1024], dtype=np.float64).reshape(-1, X.shape[-1])
-            total += chunk.sum(axis=0)
-            squares += np.square(chunk).sum(axis=0)
+        chunk = max(1, (8 << 20) // max(1, X.shape[1] * X.shape[2] * 8))  # records in 8 MB of float64
+        for start in range(0, len(X), chunk):  # memory stays flat whatever the dataset's size
+            part = np.asarray(X[start:start + chunk], dtype=np.float64).reshape(-1, X.shape[-1])
+            total += part.sum(axis=0)
+            squares += np.einsum("ij,ij->j", part, part)
         count = X.shape[0] * X.shape[1]
         mean = total / count
         std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
         return cls(mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32))
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        """Standardized float32 copy of `X`."""
+        """Standardized float32 copy of `X` (one batch, or a whole part read into memory)."""
         if X.shape[-1] != self.mean.shape[0]:
             raise EcgkerasError(f"signals have {X.shape[-1]} leads, the standardizer was fitted "
                                 f"on {self.mean.shape[0]}")
-        return ((X - self.mean) / self.std).astype(np.float32)
+        return ((np.asarray(X) - self.mean) / self.std).astype(np.float32)
 
     def to_dict(self) -> dict[str, list[float]]:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}

@@ -393,7 +393,10 @@ def load_dataset(config: RunConfig, progress: bool = True) -> PTBXL:
 
 
 def prepare_splits(config: RunConfig, data: PTBXL) -> tuple[Part, Part, Part, Standardizer]:
-    """Train, validation and test parts standardized with statistics of the training part."""
+    """Train, validation and test parts (memory-mapped) and the standardizer fitted on training only.
+
+    Batches are standardized as they are read (`ecgkeras.training.make_dataset`), so no split is copied.
+    """
     parts = {name: data.part(name) for name in ("train", "val", "test")}
     for name, part in parts.items():
         if len(part.X) == 0:
@@ -404,18 +407,17 @@ def prepare_splits(config: RunConfig, data: PTBXL) -> tuple[Part, Part, Part, St
     if crop is not None and crop > length:
         raise EcgkerasError(f"crop_length={crop} does not fit records of {length} samples: give a length "
                             "between 1 and the record length, or None")
-    standardizer = Standardizer.fit(parts["train"].X)
-    train, val, test = (part._replace(X=standardizer.transform(part.X)) for part in parts.values())
-    return train, val, test, standardizer
+    return parts["train"], parts["val"], parts["test"], Standardizer.fit(parts["train"].X)
 
 
-def train_run(config: RunConfig, data: PTBXL, train: Part, val: Part, out_dir: Path):
+def train_run(config: RunConfig, data: PTBXL, train: Part, val: Part, standardizer: Standardizer, out_dir: Path):
     """Build the architecture with the run's seed and train it; returns (model, history)."""
     input_length = config.training.crop_length or train.X.shape[1]
     set_seed(config.seed, config.training.deterministic)  # before building: initial weights are random too
     model = build_model(config.architecture, (input_length, train.X.shape[2]), len(data.classes), config.model,
                         sampling_rate=config.sampling_rate)
-    history = train_model(model, train, val, out_dir, config.training, seed=config.seed)
+    history = train_model(model, train, val, out_dir, config.training, seed=config.seed,
+                          standardizer=standardizer)
     return model, history
 
 
@@ -431,9 +433,11 @@ class Evaluation:
     per_class: dict[str, dict[str, list[dict]]]
 
 
-def evaluate_run(config: RunConfig, model, val: Part, test: Part, classes: list[str]) -> Evaluation:
+def evaluate_run(config: RunConfig, model, val: Part, test: Part, standardizer: Standardizer,
+                 classes: list[str]) -> Evaluation:
     """Predict validation and test, tune thresholds on validation only, score both, bootstrap test."""
-    crop = {"crop_length": config.training.crop_length, "window_stride": config.training.window_stride}
+    crop = {"crop_length": config.training.crop_length, "window_stride": config.training.window_stride,
+            "standardizer": standardizer}
     val_prob = predict_probabilities(model, val.X, **crop)  # also traces predict, so the test timing is warm
     started = time.perf_counter()
     test_prob = predict_probabilities(model, test.X, **crop)
@@ -507,8 +511,8 @@ def run_experiment(config: RunConfig, run_dir: str | Path, dataset: PTBXL | None
     train, val, test, standardizer = prepare_splits(config, data)
     started = datetime.now(timezone.utc)
     with staged_run_dir(run_dir) as staging:
-        model, history = train_run(config, data, train, val, staging)
-        evaluation = evaluate_run(config, model, val, test, data.classes)
+        model, history = train_run(config, data, train, val, standardizer, staging)
+        evaluation = evaluate_run(config, model, val, test, standardizer, data.classes)
         write_record(staging, config, data, {"train": train, "val": val, "test": test}, model, history,
                      evaluation, standardizer, started)
     return RunRecord.load(run_dir)
@@ -530,8 +534,8 @@ def predict_record(run_dir: str | Path, record: str | Path) -> pd.DataFrame:
         raise EcgkerasError(f"record {record} has shape {signal.shape}, the model of {run_dir} expects "
                             f"{tuple(expected)}")
     model = run.load_model()
-    X = run.standardizer.transform(signal[np.newaxis])
-    probs = predict_probabilities(model, X, crop_length=crop, window_stride=config.training.window_stride)[0]
+    probs = predict_probabilities(model, signal[np.newaxis], crop_length=crop,
+                                  window_stride=config.training.window_stride, standardizer=run.standardizer)[0]
     thresholds = run.thresholds("tuned")
     table = pd.DataFrame({"class": run.classes, "probability": probs, "threshold": thresholds,
                           "predicted": probs >= thresholds})

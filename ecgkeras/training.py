@@ -1,8 +1,9 @@
 """One training procedure for every architecture: compile, tf.data input, standard callbacks.
 
-`train_model` compiles with Adam and a binary cross-entropy variant, feeds arrays through
-`tf.data`, and fits with early stopping on validation macro-AUPRC (best weights restored),
-learning-rate reduction on plateau, stop on NaN, a best-model checkpoint and a CSV history.
+`train_model` compiles with Adam and a binary cross-entropy variant, feeds batches read from the
+memory-mapped signals and standardized on the fly through `tf.data`, and fits with early stopping
+on validation macro-AUPRC (best weights restored), learning-rate reduction on plateau, stop on NaN,
+a best-model checkpoint and a CSV history.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pandas as pd
 import tensorflow as tf
 from keras import ops
 
-from ecgkeras.data import Part
+from ecgkeras.data import Part, Signals, Standardizer
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.schema import Schema, parameter
 
@@ -112,23 +113,43 @@ def compile_model(model: keras.Model, config: TrainingConfig, Y_train: np.ndarra
     return model
 
 
-def make_dataset(X: np.ndarray, Y: np.ndarray, batch_size: int, *, shuffle: bool = False, seed: int = 0,
-                 crop_length: int | None = None) -> tf.data.Dataset:
-    """Batches from arrays; with `shuffle`, reshuffled each epoch and randomly cropped if asked.
+def make_dataset(X: Signals | np.ndarray, Y: np.ndarray | None, batch_size: int, *, shuffle: bool = False,
+                 seed: int = 0, crop_length: int | None = None,
+                 standardizer: Standardizer | None = None) -> tf.data.Dataset:
+    """Batches of `X` (and `Y`, if given), each read and standardized only when the pipeline needs it.
 
-    Without `shuffle`, crops are centred (used for validation while training).
+    `X` is usually a memory-mapped `Signals` view; only a few batches are in memory at a time. With
+    `shuffle`, the order is reshuffled each epoch (seeded, the same permutations as shuffling the
+    records themselves) and crops start at random (seeded); without it, crops are centred (validation).
     """
-    dataset = tf.data.Dataset.from_tensor_slices((X, Y.astype(np.float32)))
+    signals = X if isinstance(X, Signals) else Signals(np.asarray(X))
+    n_records, length, n_leads = signals.shape
+    labels = None if Y is None else np.asarray(Y, dtype=np.float32)
+    crop = crop_length if crop_length and crop_length < length else None
+    crop_starts = np.random.default_rng(seed)
+
+    def read(positions: np.ndarray) -> tuple[np.ndarray, ...]:
+        batch = signals.read(positions)
+        batch = standardizer.transform(batch) if standardizer else batch.astype(np.float32, copy=False)
+        if crop:
+            starts = (crop_starts.integers(0, length - crop + 1, len(batch)) if shuffle
+                      else np.full(len(batch), (length - crop) // 2))
+            batch = batch[np.arange(len(batch))[:, None], starts[:, None] + np.arange(crop)]
+        return (batch,) if labels is None else (batch, labels[positions])
+
+    def load(positions: tf.Tensor):
+        types = (tf.float32,) if labels is None else (tf.float32, tf.float32)
+        tensors = tf.numpy_function(read, [positions], types)
+        tensors[0].set_shape((None, crop or length, n_leads))
+        if labels is None:
+            return tensors[0]
+        tensors[1].set_shape((None, labels.shape[1]))
+        return tensors[0], tensors[1]
+
+    dataset = tf.data.Dataset.range(n_records)
     if shuffle:
-        dataset = dataset.shuffle(len(X), seed=seed, reshuffle_each_iteration=True)
-    if crop_length:
-        if shuffle:
-            shape = (crop_length, X.shape[-1])
-            dataset = dataset.map(lambda x, y: (tf.image.random_crop(x, shape, seed=seed), y))
-        else:
-            start = (X.shape[1] - crop_length) // 2
-            dataset = dataset.map(lambda x, y: (x[start:start + crop_length], y))
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        dataset = dataset.shuffle(n_records, seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).map(load).prefetch(tf.data.AUTOTUNE)
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -158,21 +179,23 @@ def standard_callbacks(config: TrainingConfig, out_dir: Path) -> list[keras.call
 
 
 def train_model(model: keras.Model, train: Part, val: Part, out_dir: str | Path,
-                config: TrainingConfig, seed: int = 0) -> pd.DataFrame:
+                config: TrainingConfig, seed: int = 0, standardizer: Standardizer | None = None) -> pd.DataFrame:
     """Compile and fit `model`; returns the history (one row per epoch).
 
-    The best model (by validation macro-AUPRC) is restored in memory and saved as
-    `out_dir/MODEL_FILE`; the history is written to `out_dir/HISTORY_FILE`. `seed` fixes the
-    shuffling; call `set_seed` before `build_model` to fix the initial weights too.
+    Batches are read from `train.X` and `val.X` as needed and standardized with `standardizer`
+    (None: the signals are used as they are). The best model (by validation macro-AUPRC) is restored
+    in memory and saved as `out_dir/MODEL_FILE`; the history is written to `out_dir/HISTORY_FILE`.
+    `seed` fixes the shuffling and crops; call `set_seed` before `build_model` to fix the initial
+    weights too.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     set_seed(seed, config.deterministic)
     compile_model(model, config, train.Y)
+    batches = {"crop_length": config.crop_length, "standardizer": standardizer}
     history = model.fit(
-        make_dataset(train.X, train.Y, config.batch_size, shuffle=True, seed=seed,
-                     crop_length=config.crop_length),
-        validation_data=make_dataset(val.X, val.Y, config.batch_size, crop_length=config.crop_length),
+        make_dataset(train.X, train.Y, config.batch_size, shuffle=True, seed=seed, **batches),
+        validation_data=make_dataset(val.X, val.Y, config.batch_size, **batches),
         epochs=config.epochs, callbacks=standard_callbacks(config, out_dir), verbose=config.verbose,
     )
     frame = pd.DataFrame(history.history)
@@ -182,15 +205,28 @@ def train_model(model: keras.Model, train: Part, val: Part, out_dir: str | Path,
     return frame
 
 
-def predict_probabilities(model: keras.Model, X: np.ndarray, batch_size: int = 256,
-                          crop_length: int | None = None, window_stride: int | None = None) -> np.ndarray:
-    """Class probabilities; a model trained on crops sees every sliding window, averaged per record."""
-    if not crop_length or crop_length >= X.shape[1]:
-        return model.predict(X, batch_size=batch_size, verbose=0)
+def predict_probabilities(model: keras.Model, X: Signals | np.ndarray, batch_size: int = 256,
+                          crop_length: int | None = None, window_stride: int | None = None,
+                          standardizer: Standardizer | None = None) -> np.ndarray:
+    """Class probabilities of raw signals `X`, read and standardized batch by batch.
+
+    A model trained on crops sees every sliding window, averaged per record; windows are predicted
+    in batches of `batch_size`, as if all windows of all records were stacked in one array.
+    """
+    records = make_dataset(X, None, batch_size, standardizer=standardizer)
+    length, n_leads = X.shape[1:]
+    if not crop_length or crop_length >= length:
+        return model.predict(records, verbose=0)
     stride = window_stride or max(1, crop_length // 2)
-    starts = list(range(0, X.shape[1] - crop_length + 1, stride))
-    if starts[-1] != X.shape[1] - crop_length:
-        starts.append(X.shape[1] - crop_length)
-    windows = np.stack([X[:, s:s + crop_length] for s in starts], axis=1)  # records, windows, time, leads
-    probs = model.predict(windows.reshape(-1, crop_length, X.shape[-1]), batch_size=batch_size, verbose=0)
+    starts = list(range(0, length - crop_length + 1, stride))
+    if starts[-1] != length - crop_length:
+        starts.append(length - crop_length)
+
+    def windows(batch: tf.Tensor) -> tf.Tensor:  # records, windows, time, leads -> one window per row
+        stacked = tf.stack([batch[:, s:s + crop_length] for s in starts], axis=1)
+        return tf.reshape(stacked, (-1, crop_length, n_leads))
+
+    n_batches = -(-len(X) * len(starts) // batch_size)
+    windowed = records.map(windows).unbatch().batch(batch_size)
+    probs = model.predict(windowed.apply(tf.data.experimental.assert_cardinality(n_batches)), verbose=0)
     return probs.reshape(len(X), len(starts), -1).mean(axis=1)

@@ -649,7 +649,7 @@ def test_standardizer_fitted_on_train_only(real_ptbxl, real100):
     np.testing.assert_allclose(standardizer.std, train_X.std(axis=(0, 1)), rtol=1e-5, atol=1e-7)
     assert standardizer.mean.shape == standardizer.std.shape == (12,)
     # fitting on everything would give other values: the test tells the two apart
-    everything = real100.X.astype(np.float64)
+    everything = np.asarray(real100.X, dtype=np.float64)
     assert not np.allclose(standardizer.mean, everything.mean(axis=(0, 1)), rtol=1e-4, atol=1e-6)
 
 
