@@ -1,4 +1,4 @@
-"""Command line: `ecgkeras {download,synth,architectures,study,aggregate,predict}`."""
+"""Command line: `ecgkeras {download,synth,architectures,study,aggregate,predict,explain}`."""
 
 from __future__ import annotations
 
@@ -98,6 +98,15 @@ def _predict(args: argparse.Namespace) -> None:
     print(table.head(args.top).to_string(index=False, float_format="%.3f"))
 
 
+def _explain(args: argparse.Namespace) -> None:
+    from ecgkeras.explain import explain_record, save_explanation
+
+    explanation = explain_record(args.run, args.record, args.classes, args.method)
+    paths = save_explanation(explanation, args.out)
+    print(f"{args.record}: attribution of {', '.join(explanation.attributions)} ({explanation.method}) "
+          f"drawn on the 12 leads: {', '.join(str(path) for path in paths)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `ecgkeras` argument parser."""
     parser = argparse.ArgumentParser(prog="ecgkeras", description=__doc__)
@@ -144,6 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("record", type=Path, help="WFDB record path (with or without .hea)")
     predict.add_argument("--top", type=int, default=5, help="rows of the probability table to print")
     predict.set_defaults(handler=_predict)
+
+    explain = commands.add_parser("explain", help="12-lead plot of one record with where the model looks")
+    explain.add_argument("--run", type=Path, required=True, help="a complete run folder")
+    explain.add_argument("record", type=Path, help="WFDB record path (with or without .hea)")
+    explain.add_argument("--classes", nargs="+", metavar="NAME", help="classes to explain (default: the predicted)")
+    explain.add_argument("--out", type=Path, help="figure path, written as .png and .pdf "
+                                                  "(default: <record>_explained in this folder)")
+    explain.add_argument("--method", help="integrated_gradients, gradient_x_input or grad_cam (default: the "
+                                          "most faithful in benchmarks/RESULTS.md)")
+    explain.set_defaults(handler=_explain)
     return parser
 
 

@@ -257,6 +257,22 @@ def run_experiment(config: RunConfig, run_dir: str | Path, dataset: PTBXL | None
     return load_run(run_dir)
 
 
+def record_input(run: RunRecord, record: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """One WFDB record checked against a run: its signal in mV (time, 12) and the model input (1, time, 12).
+
+    The one place that turns a record into what the run's model reads (standardization included).
+    """
+    from ecgkeras.data import read_record
+
+    config = run.config
+    signal = read_record(Path(record).with_suffix(""), config.sampling_rate)
+    expected = run.metrics["data"]["input_shape"]
+    if not config.training.crop_length and list(signal.shape) != expected:
+        raise EcgkerasError(f"record {record} has shape {signal.shape}, the model of {run.run_dir} expects "
+                            f"{tuple(expected)}")
+    return signal, run.standardizer.transform(signal[np.newaxis])
+
+
 def predict_record(run_dir: str | Path, record: str | Path) -> pd.DataFrame:
     """Probabilities of one WFDB record under a run's model, standardization and tuned thresholds.
 
@@ -264,19 +280,12 @@ def predict_record(run_dir: str | Path, record: str | Path) -> pd.DataFrame:
     """
     import keras
 
-    from ecgkeras.data import read_record
-
     run = load_run(run_dir)
     config = run.config
-    signal = read_record(Path(record).with_suffix(""), config.sampling_rate)
-    expected = run.metrics["data"]["input_shape"]
-    crop = config.training.crop_length
-    if not crop and list(signal.shape) != expected:
-        raise EcgkerasError(f"record {record} has shape {signal.shape}, the model of {run_dir} expects "
-                            f"{tuple(expected)}")
+    _, X = record_input(run, record)
     model = keras.models.load_model(run.run_dir / "model.keras", compile=False)
-    X = run.standardizer.transform(signal[np.newaxis])
-    probs = predict_probabilities(model, X, crop_length=crop, window_stride=config.training.window_stride)[0]
+    probs = predict_probabilities(model, X, crop_length=config.training.crop_length,
+                                  window_stride=config.training.window_stride)[0]
     thresholds = run.thresholds("tuned")
     table = pd.DataFrame({"class": run.classes, "probability": probs, "threshold": thresholds,
                           "predicted": probs >= thresholds})

@@ -179,15 +179,21 @@ def train_model(model: keras.Model, train: Part, val: Part, out_dir: str | Path,
     return frame
 
 
+def window_starts(length: int, crop_length: int, window_stride: int | None = None) -> list[int]:
+    """Start of each evaluation window (default stride crop_length // 2), the last one ending at `length`."""
+    stride = window_stride or max(1, crop_length // 2)
+    starts = list(range(0, length - crop_length + 1, stride))
+    if starts[-1] != length - crop_length:
+        starts.append(length - crop_length)
+    return starts
+
+
 def predict_probabilities(model: keras.Model, X: np.ndarray, batch_size: int = 256,
                           crop_length: int | None = None, window_stride: int | None = None) -> np.ndarray:
     """Class probabilities; a model trained on crops sees every sliding window, averaged per record."""
     if not crop_length or crop_length >= X.shape[1]:
         return model.predict(X, batch_size=batch_size, verbose=0)
-    stride = window_stride or max(1, crop_length // 2)
-    starts = list(range(0, X.shape[1] - crop_length + 1, stride))
-    if starts[-1] != X.shape[1] - crop_length:
-        starts.append(X.shape[1] - crop_length)
+    starts = window_starts(X.shape[1], crop_length, window_stride)
     windows = np.stack([X[:, s:s + crop_length] for s in starts], axis=1)  # records, windows, time, leads
     probs = model.predict(windows.reshape(-1, crop_length, X.shape[-1]), batch_size=batch_size, verbose=0)
     return probs.reshape(len(X), len(starts), -1).mean(axis=1)
