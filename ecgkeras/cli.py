@@ -1,4 +1,4 @@
-"""Command line: `ecgkeras {download,synth,architectures,study,aggregate,predict,explain}`."""
+"""Command line: `ecgkeras {download,synth,architectures,study,aggregate,predict,explain,report}`."""
 
 from __future__ import annotations
 
@@ -52,6 +52,7 @@ def _architectures(args: argparse.Namespace) -> None:
 
 def _study(args: argparse.Namespace) -> None:
     from ecgkeras.models import PAPER_ARCHITECTURES
+    from ecgkeras.site import REPORT_DIR
     from ecgkeras.study import parse_parameters, publish_summary, run_study
 
     parameters = parse_parameters(args.param)
@@ -78,14 +79,17 @@ def _study(args: argparse.Namespace) -> None:
         print(f"summary (tables and figures): {result.summary_dir}")
         if args.demo:
             print(f"published to {publish_summary(result.summary_dir, DEMO_RESULTS)}")
+        print(f"report: open {result.study_dir / REPORT_DIR / 'index.html'} in a browser")
     if result.failed:
         sys.exit(1)
 
 
 def _aggregate(args: argparse.Namespace) -> None:
+    from ecgkeras.site import REPORT_DIR
     from ecgkeras.study import aggregate_study
 
     print(f"summary: {aggregate_study(args.study_dir, args.summary_dir, args.bootstrap_resamples)}")
+    print(f"report: open {args.study_dir.resolve() / REPORT_DIR / 'index.html'} in a browser")
 
 
 def _predict(args: argparse.Namespace) -> None:
@@ -105,6 +109,13 @@ def _explain(args: argparse.Namespace) -> None:
     paths = save_explanation(explanation, args.out)
     print(f"{args.record}: attribution of {', '.join(explanation.attributions)} ({explanation.method}) "
           f"drawn on the 12 leads: {', '.join(str(path) for path in paths)}")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from ecgkeras.site import write_site
+
+    index = write_site(args.study_dir, args.out)
+    print(f"report: open {index} in a browser")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--method", help="integrated_gradients, gradient_x_input or grad_cam (default: the "
                                           "most faithful in benchmarks/RESULTS.md)")
     explain.set_defaults(handler=_explain)
+
+    report = commands.add_parser("report", help="a static HTML site of a study (opens without a server)")
+    report.add_argument("study_dir", type=Path)
+    report.add_argument("--out", type=Path, help="site folder (default: <study_dir>/report)")
+    report.set_defaults(handler=_report)
     return parser
 
 

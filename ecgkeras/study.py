@@ -29,6 +29,7 @@ from ecgkeras.errors import EcgkerasError
 from ecgkeras.files import atomic_write_text
 from ecgkeras.models import PAPER_ARCHITECTURES, get_architecture
 from ecgkeras.runs import find_runs, is_complete
+from ecgkeras.site import write_site
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ def _run_all(train_notebook: Path, study_dir: Path, architectures: list[str], se
 
 def aggregate_study(study_dir: str | Path, summary_dir: str | Path | None = None,
                     bootstrap_resamples: int = 1000, log_output: bool = False) -> Path:
-    """Execute the aggregation notebook on `study_dir`; returns the summary folder."""
+    """Execute the aggregation notebook on `study_dir`, then write its HTML report; returns the summary folder."""
     study_dir = Path(study_dir).resolve()
     if not find_runs(study_dir):
         raise EcgkerasError(f"no complete run in {study_dir}: run `ecgkeras study` first")
@@ -193,6 +194,7 @@ def aggregate_study(study_dir: str | Path, summary_dir: str | Path | None = None
     except papermill.PapermillExecutionError as exc:
         raise EcgkerasError(f"aggregation failed ({exc.ename}: {exc.evalue}); see "
                             f"{summary_dir / (AGGREGATE_NOTEBOOK + '.ipynb')}") from exc
+    write_site(study_dir, summary_dir=summary_dir)  # the HTML report, <study_dir>/report/index.html
     return summary_dir
 
 
