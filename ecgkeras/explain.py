@@ -39,7 +39,9 @@ DEFAULT_METHOD = "integrated_gradients"  # most faithful in benchmarks/bench_exp
 INTEGRATION_STEPS = 32
 MAX_AUTO_CLASSES = 4  # predicted classes shown when none are named
 DELETION_FRACTIONS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
-SMOOTHING_SECONDS = 0.04  # the overlay is smoothed over 40 ms so that it reads as regions, not spikes
+SMOOTHING_SECONDS = 0.08  # the overlay is smoothed over 80 ms so that it reads as regions, not spikes
+BAND_HEIGHT = 0.12  # height of each class's evidence strip, as a share of the trace's range
+SHADING_QUANTILE = 0.995  # full colour from this quantile of a class's evidence up (one spike does not wash out the rest)
 CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#17becf", "#8c564b")  # none red: the grid is
 # The 6 x 2 clinical format: limb leads in the left column, chest leads in the right one.
 SIX_BY_TWO = (("I", "V1"), ("II", "V2"), ("III", "V3"), ("AVR", "V4"), ("AVL", "V5"), ("AVF", "V6"))
@@ -216,16 +218,16 @@ def explain_record(run_dir: str | Path, record: str | Path, classes: Sequence[st
 
 
 def _smoothed_evidence(attribution: np.ndarray, sampling_rate: int) -> np.ndarray:
-    """Positive attribution smoothed over SMOOTHING_SECONDS, scaled to 1 at its maximum over all leads."""
+    """Positive attribution smoothed over SMOOTHING_SECONDS, scaled to 0..1 (1 from SHADING_QUANTILE up)."""
     width = max(1, int(round(SMOOTHING_SECONDS * sampling_rate)))
     kernel = np.ones(width) / width
     positive = np.clip(attribution, 0, None)
     smooth = np.stack([np.convolve(positive[:, lead], kernel, mode="same") for lead in range(positive.shape[1])], 1)
-    return smooth / max(float(smooth.max()), 1e-12)
+    return np.clip(smooth / max(float(np.quantile(smooth, SHADING_QUANTILE)), 1e-12), 0, 1)
 
 
 def plot_explanation(explanation: Explanation) -> plt.Figure:
-    """The 12 leads (6 x 2 clinical format, ECG grid) with each class's evidence shaded behind the trace."""
+    """The 12 leads (6 x 2 clinical format, ECG grid), each with one strip per class showing its evidence."""
     signal, rate = explanation.signal, explanation.sampling_rate
     seconds = signal.shape[0] / rate
     time = np.arange(signal.shape[0]) / rate
@@ -236,12 +238,19 @@ def plot_explanation(explanation: Explanation) -> plt.Figure:
         lead = LEADS.index(SIX_BY_TWO[row][column])
         trace = signal[:, lead]
         low, high = min(trace.min(), -0.5) - 0.2, max(trace.max(), 0.5) + 0.2
-        for name, values in evidence.items():
+        band = (high - low) * BAND_HEIGHT
+        for k, (name, values) in enumerate(evidence.items()):  # one strip per class under the trace
             shade = np.zeros((1, len(time), 4))
             shade[..., :3] = plt.matplotlib.colors.to_rgb(colors[name])
-            shade[..., 3] = 0.75 * values[:, lead]
-            ax.imshow(shade, extent=(0, seconds, low, high), aspect="auto", interpolation="bilinear", zorder=1)
+            shade[..., 3] = values[:, lead]
+            top = low - k * band
+            ax.imshow(shade, extent=(0, seconds, top - band, top), aspect="auto", interpolation="bilinear", zorder=2)
+            if len(evidence) == 1:  # a single class is also shaded behind the trace
+                shade[..., 3] *= 0.35
+                ax.imshow(shade, extent=(0, seconds, low, high), aspect="auto", interpolation="bilinear", zorder=1)
+        low -= len(evidence) * band
         ax.plot(time, trace, color="black", linewidth=0.7, zorder=3)
+        ax.set_xticks(np.arange(0, seconds + 1e-9, 1.0))
         ax.set_xticks(np.arange(0, seconds + 1e-9, 0.2), minor=True)
         ax.set_yticks(np.arange(np.floor(low * 2) / 2, high, 0.5), minor=True)
         ax.grid(True, which="minor", color="#f4b8b8", linewidth=0.4, zorder=0)
@@ -259,8 +268,9 @@ def plot_explanation(explanation: Explanation) -> plt.Figure:
                        f"({'≥' if probabilities.loc[name, 'predicted'] else '<'} threshold "
                        f"{probabilities.loc[name, 'threshold']:.2f})" for name in evidence)
     fig.suptitle(f"{explanation.record.name} under {explanation.run_name}: {shown}\n"
-                 f"shading: evidence for each class ({explanation.method.replace('_', ' ')}, positive part, "
-                 f"{SMOOTHING_SECONDS * 1000:.0f} ms smoothing, scaled per class)", fontsize=11)
+                 f"strips under each lead (top to bottom in legend order): evidence for each class "
+                 f"({explanation.method.replace('_', ' ')}, positive part, {SMOOTHING_SECONDS * 1000:.0f} ms "
+                 "smoothing, scaled per class); grid 0.2 s x 0.5 mV", fontsize=11)
     fig.legend(handles=[Patch(color=colors[name], alpha=0.6, label=name) for name in evidence],
                loc="upper right", ncol=len(evidence), frameon=False, bbox_to_anchor=(0.99, 0.935))
     fig.tight_layout(rect=(0, 0, 1, 0.92))
