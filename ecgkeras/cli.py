@@ -1,4 +1,4 @@
-"""Command line: `ecgkeras [--verbose] {download,synth,architectures,parameters,notebooks,study,status,aggregate,predict}`."""
+"""Command line: `ecgkeras [--verbose] {download,synth,architectures,parameters,notebooks,study,status,aggregate,report,predict,explain}`."""
 
 from __future__ import annotations
 
@@ -83,6 +83,7 @@ def _notebooks(args: argparse.Namespace) -> None:
 
 def _study(args: argparse.Namespace) -> None:
     from ecgkeras.models import PAPER_ARCHITECTURES
+    from ecgkeras.site import REPORT_DIR
     from ecgkeras.study import parse_parameters, publish_summary, run_study
 
     if args.list_runs:
@@ -121,6 +122,7 @@ def _study(args: argparse.Namespace) -> None:
         print(f"summary (tables and figures): {result.summary_dir}")
         if args.demo:
             print(f"published to {publish_summary(result.summary_dir, DEMO_RESULTS)}")
+        print(f"report: open {result.study_dir / REPORT_DIR / 'index.html'} in a browser")
     if result.failed:
         sys.exit(1)
 
@@ -170,9 +172,11 @@ def _status(args: argparse.Namespace) -> None:
 
 
 def _aggregate(args: argparse.Namespace) -> None:
+    from ecgkeras.site import REPORT_DIR
     from ecgkeras.study import aggregate_study
 
     print(f"summary: {aggregate_study(args.study_dir, args.summary_dir, args.bootstrap_resamples)}")
+    print(f"report: open {args.study_dir.resolve() / REPORT_DIR / 'index.html'} in a browser")
 
 
 def _predict(args: argparse.Namespace) -> None:
@@ -183,6 +187,22 @@ def _predict(args: argparse.Namespace) -> None:
     print(f"{args.record}: " + (", ".join(f"{row['class']} ({row['probability']:.2f})"
                                           for _, row in predicted.iterrows()) or "no class above its threshold"))
     print(table.head(args.top).to_string(index=False, float_format="%.3f"))
+
+
+def _explain(args: argparse.Namespace) -> None:
+    from ecgkeras.explain import explain_record, save_explanation
+
+    explanation = explain_record(args.run, args.record, args.classes, args.method)
+    paths = save_explanation(explanation, args.out)
+    print(f"{args.record}: attribution of {', '.join(explanation.attributions)} ({explanation.method}) "
+          f"drawn on the 12 leads: {', '.join(str(path) for path in paths)}")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from ecgkeras.site import write_site
+
+    index = write_site(args.study_dir, args.out)
+    print(f"report: open {index} in a browser")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -264,6 +284,21 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("record", type=Path, help="WFDB record path (with or without .hea)")
     predict.add_argument("--top", type=int, default=5, help="rows of the probability table to print")
     predict.set_defaults(handler=_predict)
+
+    explain = commands.add_parser("explain", help="12-lead plot of one record with where the model looks")
+    explain.add_argument("--run", type=Path, required=True, help="a complete run folder")
+    explain.add_argument("record", type=Path, help="WFDB record path (with or without .hea)")
+    explain.add_argument("--classes", nargs="+", metavar="NAME", help="classes to explain (default: the predicted)")
+    explain.add_argument("--out", type=Path, help="figure path, written as .png and .pdf "
+                                                  "(default: <record>_explained in this folder)")
+    explain.add_argument("--method", help="integrated_gradients, gradient_x_input or grad_cam (default: the "
+                                          "most faithful in benchmarks/RESULTS.md)")
+    explain.set_defaults(handler=_explain)
+
+    report = commands.add_parser("report", help="a static HTML site of a study (opens without a server)")
+    report.add_argument("study_dir", type=Path)
+    report.add_argument("--out", type=Path, help="site folder (default: <study_dir>/report)")
+    report.set_defaults(handler=_report)
 
     for command in (parser, *commands.choices.values()):  # one flag, before or after the command name
         command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,

@@ -518,24 +518,32 @@ def run_experiment(config: RunConfig, run_dir: str | Path, dataset: PTBXL | None
     return RunRecord.load(run_dir)
 
 
+def record_input(run: RunRecord, record: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """One WFDB record checked against a run: its signal in mV (time, 12) and the model input (1, time, 12).
+
+    The one place that turns a record into what the run's model reads (standardization included).
+    """
+    from ecgkeras.data import read_record, record_name
+
+    config = run.config
+    signal = read_record(record_name(record), config.sampling_rate)
+    expected = run.data["input_shape"]
+    if not config.training.crop_length and list(signal.shape) != expected:
+        raise EcgkerasError(f"record {record} has shape {signal.shape}, the model of {run.run_dir} expects "
+                            f"{tuple(expected)}")
+    return signal, run.standardizer.transform(signal[np.newaxis])
+
+
 def predict_record(run_dir: str | Path, record: str | Path) -> pd.DataFrame:
     """Probabilities of one WFDB record under a run's model, standardization and tuned thresholds.
 
     Rows are sorted by probability; `predicted` marks probabilities at or above the threshold.
     """
-    from ecgkeras.data import read_record, record_name
-
     run = RunRecord.load(run_dir)
     config = run.config
-    signal = read_record(record_name(record), config.sampling_rate)
-    expected = run.data["input_shape"]
-    crop = config.training.crop_length
-    if not crop and list(signal.shape) != expected:
-        raise EcgkerasError(f"record {record} has shape {signal.shape}, the model of {run_dir} expects "
-                            f"{tuple(expected)}")
-    model = run.load_model()
-    probs = predict_probabilities(model, signal[np.newaxis], crop_length=crop,
-                                  window_stride=config.training.window_stride, standardizer=run.standardizer)[0]
+    _, X = record_input(run, record)
+    probs = predict_probabilities(run.load_model(), X, crop_length=config.training.crop_length,
+                                  window_stride=config.training.window_stride)[0]
     thresholds = run.thresholds("tuned")
     table = pd.DataFrame({"class": run.classes, "probability": probs, "threshold": thresholds,
                           "predicted": probs >= thresholds})

@@ -33,6 +33,7 @@ from ecgkeras.models import PAPER_ARCHITECTURES, get_architecture
 from ecgkeras.placement import device_slots
 from ecgkeras.quiet import kernel_arguments
 from ecgkeras.runs import RunConfig, RunRecord, find_runs, is_complete, load_dataset, load_run
+from ecgkeras.site import write_site
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -275,7 +276,7 @@ def _collect_slurm(study_dir: Path, runs: list[Path], result: StudyResult) -> No
 
 def aggregate_study(study_dir: str | Path, summary_dir: str | Path | None = None,
                     bootstrap_resamples: int = 1000, log_output: bool = False) -> Path:
-    """Execute the aggregation notebook on `study_dir`; returns the summary folder."""
+    """Execute the aggregation notebook on `study_dir`, then write its HTML report; returns the summary folder."""
     study_dir = Path(study_dir).resolve()
     if not find_runs(study_dir):
         raise EcgkerasError(f"no complete run in {study_dir}: run `ecgkeras study` first")
@@ -289,6 +290,7 @@ def aggregate_study(study_dir: str | Path, summary_dir: str | Path | None = None
     except papermill.PapermillExecutionError as exc:
         raise EcgkerasError(f"aggregation failed ({exc.ename}: {exc.evalue}); see "
                             f"{summary_dir / (AGGREGATE_NOTEBOOK + '.ipynb')}") from exc
+    write_site(study_dir, summary_dir=summary_dir)  # the HTML report, <study_dir>/report/index.html
     return summary_dir
 
 

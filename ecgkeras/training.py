@@ -205,6 +205,15 @@ def train_model(model: keras.Model, train: Part, val: Part, out_dir: str | Path,
     return frame
 
 
+def window_starts(length: int, crop_length: int, window_stride: int | None = None) -> list[int]:
+    """Start of each evaluation window (default stride crop_length // 2), the last one ending at `length`."""
+    stride = window_stride or max(1, crop_length // 2)
+    starts = list(range(0, length - crop_length + 1, stride))
+    if starts[-1] != length - crop_length:
+        starts.append(length - crop_length)
+    return starts
+
+
 def predict_probabilities(model: keras.Model, X: Signals | np.ndarray, batch_size: int = 256,
                           crop_length: int | None = None, window_stride: int | None = None,
                           standardizer: Standardizer | None = None) -> np.ndarray:
@@ -217,10 +226,7 @@ def predict_probabilities(model: keras.Model, X: Signals | np.ndarray, batch_siz
     length, n_leads = X.shape[1:]
     if not crop_length or crop_length >= length:
         return model.predict(records, verbose=0)
-    stride = window_stride or max(1, crop_length // 2)
-    starts = list(range(0, length - crop_length + 1, stride))
-    if starts[-1] != length - crop_length:
-        starts.append(length - crop_length)
+    starts = window_starts(length, crop_length, window_stride)
 
     def windows(batch: tf.Tensor) -> tf.Tensor:  # records, windows, time, leads -> one window per row
         stacked = tf.stack([batch[:, s:s + crop_length] for s in starts], axis=1)

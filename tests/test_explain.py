@@ -1,0 +1,117 @@
+"""`ecgkeras explain`: a real record's 12 leads with attributions; the default method is faithful."""
+
+import nbformat
+import numpy as np
+import pytest
+import wfdb
+from PIL import Image
+
+from ecgkeras import EcgkerasError
+from ecgkeras.cli import main
+from ecgkeras.data import LEADS
+from ecgkeras.explain import (Classifier, attribute, explain_record, faithfulness, plot_explanation,
+                              save_explanation)
+from ecgkeras.runs import RunConfig, load_run, record_input, run_experiment
+from ecgkeras.study import to_ipynb
+
+SMALL_MODEL = {"filters": [16, 16, 32, 32], "rnn_units": 16, "head_units": 32}
+INFERIOR_MI = "records100/00000/00210_lr"  # fold 10 (test) of the subset, labelled IMI
+
+
+@pytest.fixture(scope="module")
+def real_run(real_ptbxl, tmp_path_factory):
+    """One epoch of a small CNN on the real PTB-XL subset."""
+    config = RunConfig.from_parameters(data_dir=str(real_ptbxl), architecture="cnn", epochs=1, batch_size=32,
+                                       bootstrap_resamples=0, verbose=0, **SMALL_MODEL)
+    return run_experiment(config, tmp_path_factory.mktemp("real") / "cnn" / "seed-0", progress=False)
+
+
+def test_explain_draws_the_12_leads_of_a_real_record_as_png_and_pdf(real_run, real_ptbxl, tmp_path, capsys):
+    record = real_ptbxl / INFERIOR_MI
+    main(["explain", "--run", str(real_run.run_dir), str(record), "--classes", "IMI", "NORM",
+          "--out", str(tmp_path / "imi.png")])
+    assert "IMI, NORM" in capsys.readouterr().out
+    assert (tmp_path / "imi.pdf").read_bytes().startswith(b"%PDF")
+    with Image.open(tmp_path / "imi.png") as image:
+        assert image.width > 1000 and np.asarray(image.convert("L")).std() > 10
+
+    explanation = explain_record(real_run.run_dir, record, ["IMI", "NORM"])
+    assert list(explanation.attributions) == ["IMI", "NORM"]
+    for attribution in explanation.attributions.values():
+        assert attribution.shape == explanation.signal.shape == (1000, 12) and np.isfinite(attribution).all()
+    fig = plot_explanation(explanation)
+    panels = [ax for ax in fig.axes if ax.lines]
+    assert len(panels) == 12
+    assert {ax.texts[0].get_text().upper() for ax in panels} == set(LEADS)
+    assert "IMI p=" in fig._suptitle.get_text() and "threshold" in fig._suptitle.get_text()
+
+
+def test_without_classes_the_predicted_ones_are_explained(real_run, real_ptbxl, tmp_path):
+    explanation = explain_record(real_run.run_dir, real_ptbxl / INFERIOR_MI)
+    table = explanation.table
+    expected = table.loc[table["predicted"], "class"].tolist()[:4] or [table["class"].iloc[0]]
+    assert list(explanation.attributions) == expected
+    paths = save_explanation(explanation, tmp_path / "out")
+    assert [p.name for p in paths] == ["out.png", "out.pdf"]
+
+
+def test_integrated_gradients_add_up_to_the_probability_change(real_run, real_ptbxl):
+    # completeness: the attributions sum to p(record) - p(baseline), so they are the real gradients' integral
+    run = load_run(real_run.run_dir)
+    _, X = record_input(run, real_ptbxl / INFERIOR_MI)
+    classifier = Classifier.from_run(run)
+    index = run.classes.index("IMI")
+    attribution = attribute(classifier, X[0], index, "integrated_gradients")
+    probabilities = classifier.predict(np.concatenate([X, np.zeros_like(X)]))[:, index]
+    assert attribution.sum() == pytest.approx(probabilities[0] - probabilities[1], abs=0.02)
+
+
+def test_bad_inputs_get_one_line_errors(real_run, real_ptbxl, tmp_path, capsys):
+    with pytest.raises(EcgkerasError, match="500 Hz"):
+        explain_record(real_run.run_dir, real_ptbxl / "records500" / "00000" / "00210_hr")
+    with pytest.raises(EcgkerasError, match="unknown class.*NORM"):
+        explain_record(real_run.run_dir, real_ptbxl / INFERIOR_MI, ["MI"])
+    with pytest.raises(EcgkerasError, match="unknown attribution method"):
+        explain_record(real_run.run_dir, real_ptbxl / INFERIOR_MI, method="lime")
+    names = [lead for lead in LEADS[:-1]] + ["V7"]  # posterior lead instead of V6
+    wfdb.wrsamp("wrong_leads", fs=100, units=["mV"] * 12, sig_name=names, write_dir=str(tmp_path),
+                p_signal=np.zeros((1000, 12)), fmt=["16"] * 12)
+    with pytest.raises(EcgkerasError, match="leads"):
+        explain_record(real_run.run_dir, tmp_path / "wrong_leads")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["explain", "--run", str(broken), str(real_ptbxl / INFERIOR_MI)])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "incomplete" in error and len(error.strip().splitlines()) == 1
+
+
+def test_the_default_method_beats_random_deletion_on_the_demo_data(synthetic_ptbxl, tmp_path):
+    config = RunConfig.from_parameters(data_dir=str(synthetic_ptbxl), architecture="cnn", epochs=8, batch_size=16,
+                                       learning_rate=3e-3, bootstrap_resamples=0, verbose=0, **SMALL_MODEL)
+    run = run_experiment(config, tmp_path / "run", progress=False)
+    from ecgkeras.data import load_ptbxl
+
+    test = load_ptbxl(synthetic_ptbxl, progress=False).test
+    X = run.standardizer.transform(test.X[:10])
+    classifier = Classifier.from_run(run)
+    table = faithfulness(classifier, X, classifier.predict(X).argmax(axis=1))
+    assert table["method_area"].mean() < 0.85 * table["random_area"].mean()
+    assert table["beats_random"].mean() >= 0.8
+
+
+def test_explain_notebook_walks_through_real_records(real_run, real_ptbxl, tmp_path):
+    import papermill
+
+    notebook = nbformat.read(to_ipynb("04_explain_predictions", tmp_path), as_version=4)
+    assert sum("parameters" in c.metadata.get("tags", []) for c in notebook.cells) == 1
+    assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code")
+    output = tmp_path / "explained.ipynb"
+    papermill.execute_notebook(str(tmp_path / "04_explain_predictions.ipynb"), str(output), kernel_name="python3",
+                               parameters={"run_dir": str(real_run.run_dir), "data_dir": str(real_ptbxl),
+                                           "records": [INFERIOR_MI, "records100/00000/00180_lr"]},
+                               progress_bar=False)
+    executed = nbformat.read(output, as_version=4)
+    images = [o for c in executed.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) == 2
