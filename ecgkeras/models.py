@@ -13,7 +13,9 @@ Defaults (chosen for PTB-XL at 100 Hz, 10 s = 1000 samples):
   temporal   recurrent layers of 64 units (per direction), tanh/sigmoid, no recurrent
              dropout, no unrolling: the settings that let Keras use the cuDNN kernel on a
              GPU. Dropout sits between layers instead. The last layer returns its final
-             state; stacked layers before it return sequences.
+             state (rnn_readout="last"); stacked layers before it return sequences. With
+             rnn_readout="pool" the last layer returns its sequence too, summarised by the
+             CNN's global average and max pooling.
   head       dropout 0.3, Dense(128, ReLU), dropout 0.3, Dense(n_classes, sigmoid).
 """
 
@@ -28,6 +30,7 @@ from keras import layers
 from ecgkeras.errors import EcgkerasError
 
 RECURRENT_CELLS = {"lstm": layers.LSTM, "gru": layers.GRU}
+RNN_READOUTS: tuple[str, ...] = ("last", "pool")
 
 
 @dataclass(frozen=True)
@@ -83,17 +86,21 @@ def conv_front_end(x, filters: Sequence[int] = (64, 64, 128, 128), kernel_sizes:
 
 
 def recurrent_module(x, cell: str, depth: int, units: int = 64, bidirectional: bool = False,
-                     dropout: float = 0.2):
-    """`depth` stacked recurrent layers (cuDNN-compatible settings); returns the final state."""
+                     dropout: float = 0.2, readout: str = "last"):
+    """`depth` stacked recurrent layers (cuDNN-compatible settings).
+
+    Returns the last layer's final state (`readout="last"`) or its whole output sequence
+    summarised by `pooled_features` (`readout="pool"`).
+    """
     for level in range(1, depth + 1):
         last = level == depth
-        layer = RECURRENT_CELLS[cell](units, return_sequences=not last, name=f"{cell}{level}")
+        layer = RECURRENT_CELLS[cell](units, return_sequences=not last or readout == "pool", name=f"{cell}{level}")
         if bidirectional:
             layer = layers.Bidirectional(layer, name=f"bi{cell}{level}")
         x = layer(x)
         if not last and dropout:
             x = layers.Dropout(dropout, name=f"dropout_rnn{level}")(x)
-    return x
+    return pooled_features(x) if readout == "pool" else x
 
 
 def pooled_features(x):
@@ -114,10 +121,12 @@ def build_model(name: str, input_shape: tuple[int, int], n_classes: int, *,
                 sampling_rate: int = 100, filters: Sequence[int] = (64, 64, 128, 128),
                 kernel_sizes: Sequence[int] = (7, 5, 5, 3), pool_size: int = 2,
                 rnn_units: int = 64, rnn_dropout: float = 0.2, depth: int | None = None,
-                head_units: int = 128, dropout: float = 0.3) -> keras.Model:
+                rnn_readout: str = "last", head_units: int = 128, dropout: float = 0.3) -> keras.Model:
     """Build the registered architecture `name` as an uncompiled functional model.
 
-    `depth` overrides the number of recurrent layers (e.g. 3 for a x3 variant).
+    `depth` overrides the number of recurrent layers (e.g. 3 for a x3 variant). `rnn_readout`
+    is what the head sees of the last recurrent layer: "last" its final state (the paper's
+    design), "pool" global average and max pooling over its output sequence.
     """
     arch = get_architecture(name)
     if n_classes < 1:
@@ -129,6 +138,8 @@ def build_model(name: str, input_shape: tuple[int, int], n_classes: int, *,
     if input_shape[0] is not None and input_shape[0] < reduction:
         raise EcgkerasError(f"input_shape={tuple(input_shape)}: {input_shape[0]} time steps are too few for "
                             f"the front-end, which downsamples by {reduction}; use longer records or crops")
+    if rnn_readout not in RNN_READOUTS:
+        raise EcgkerasError(f"unknown rnn_readout {rnn_readout!r}: choose one of {', '.join(RNN_READOUTS)}")
     if depth is not None and (arch.cell is None or depth < 1):
         raise EcgkerasError(f"depth={depth} does not apply to {name!r}: give depth >= 1 to a recurrent architecture")
 
@@ -137,7 +148,8 @@ def build_model(name: str, input_shape: tuple[int, int], n_classes: int, *,
     if arch.cell is None:
         x = pooled_features(x)
     else:
-        x = recurrent_module(x, arch.cell, depth or arch.depth, rnn_units, arch.bidirectional, rnn_dropout)
+        x = recurrent_module(x, arch.cell, depth or arch.depth, rnn_units, arch.bidirectional, rnn_dropout,
+                             rnn_readout)
     outputs = classification_head(x, n_classes, head_units, dropout)
     return keras.Model(inputs, outputs, name=name.replace("-", "_"))
 

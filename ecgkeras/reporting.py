@@ -21,24 +21,27 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.ticker import StrMethodFormatter
+from matplotlib.ticker import MaxNLocator, StrMethodFormatter
+from sklearn.calibration import calibration_curve
 
 from ecgkeras.errors import EcgkerasError
-from ecgkeras.evaluation import HEADLINE_METRICS, paired_bootstrap
+from ecgkeras.evaluation import CALIBRATION_BINS, CALIBRATION_METRICS, HEADLINE_METRICS, paired_bootstrap
 from ecgkeras.files import atomic_write, atomic_write_text
 from ecgkeras.models import ARCHITECTURES, get_architecture
 from ecgkeras.runs import RunRecord, find_runs
 from ecgkeras.synthetic import MARKER_FILE
+from ecgkeras.training import convergence
 
 POLICIES: tuple[str, ...] = ("tuned", "fixed")
-LOWER_IS_BETTER = frozenset({"hamming_loss"})
+TABLE_METRICS: tuple[str, ...] = (*HEADLINE_METRICS, *CALIBRATION_METRICS)
+LOWER_IS_BETTER = frozenset({"hamming_loss", *CALIBRATION_METRICS})
 LABELS: dict[str, str] = {
     "hamming_loss": "Hamming loss", "macro_auprc": "macro-AUPRC", "micro_f1": "micro-F1",
     "subset_accuracy": "subset accuracy", "macro_auroc": "macro-AUROC", "macro_f1": "macro-F1",
     "n_parameters": "parameters", "seconds_per_epoch": "seconds/epoch",
     "inference_ms_per_ecg": "inference ms/ECG", "n_seeds": "seeds", "architecture": "Architecture",
     "reference": "reference", "reference_seed": "reference seed", "ci_low": "CI low",
-    "ci_high": "CI high",
+    "ci_high": "CI high", "brier_score": "Brier score", "ece": "ECE", "converged": "converged",
 }
 DECIMALS: dict[str, int] = {"seconds_per_epoch": 1, "inference_ms_per_ecg": 2}
 PAIRED_COLUMNS: tuple[str, ...] = ("architecture", "seed", "reference", "reference_seed", "metric",
@@ -94,30 +97,35 @@ def runs_frame(runs: Sequence[RunRecord], split: str = "test") -> pd.DataFrame:
             values = run.metrics["metrics"][split][policy]
             rows.append({"architecture": _name(run), "display_name": run.metrics["architecture"]["display_name"],
                          "seed": int(run.metrics["config"]["seed"]), "policy": policy,
-                         **{metric: float(values[metric]) for metric in HEADLINE_METRICS},
+                         **{metric: float(values.get(metric, np.nan)) for metric in TABLE_METRICS},
+                         "converged": run_convergence(run)["converged"],
                          "n_parameters": int(run.metrics["n_parameters"]),
                          "seconds_per_epoch": float(timings["seconds_per_epoch"]),
                          "inference_ms_per_ecg": float(timings["inference_ms_per_ecg"]),
                          "run_dir": _shown_path(run.run_dir)})
-    columns = ["architecture", "display_name", "seed", "policy", *HEADLINE_METRICS, "n_parameters",
+    columns = ["architecture", "display_name", "seed", "policy", *TABLE_METRICS, "converged", "n_parameters",
                "seconds_per_epoch", "inference_ms_per_ecg", "run_dir"]
     return pd.DataFrame(rows, columns=columns)
 
 
 def summary_table(runs: Sequence[RunRecord], policy: str = "tuned", split: str = "test") -> pd.DataFrame:
-    """The paper-style table: one row per architecture, `<metric>` (mean) and `<metric>_std` over seeds."""
+    """The paper-style table: one row per architecture, `<metric>` (mean) and `<metric>_std` over seeds.
+
+    `converged` counts the seeds whose early stopping fired, e.g. "2/3" (see `run_convergence`).
+    """
     if policy not in POLICIES:
         raise EcgkerasError(f"unknown threshold policy {policy!r}: choose one of {', '.join(POLICIES)}")
     frame = runs_frame(runs, split)
     grouped = frame[frame["policy"] == policy].groupby("display_name", sort=False)
-    averaged = [*HEADLINE_METRICS, "seconds_per_epoch"]
+    averaged = [*TABLE_METRICS, "seconds_per_epoch"]
     mean, std = grouped[averaged].mean(), grouped[averaged].std()
     table = pd.DataFrame(index=mean.index.rename("architecture"))
-    for metric in HEADLINE_METRICS:
+    for metric in TABLE_METRICS:
         table[metric], table[f"{metric}_std"] = mean[metric], std[metric]
     table["n_parameters"] = grouped["n_parameters"].mean().round().astype("int64")
     table["seconds_per_epoch"], table["seconds_per_epoch_std"] = mean["seconds_per_epoch"], std["seconds_per_epoch"]
     table["n_seeds"] = grouped.size()
+    table["converged"] = grouped["converged"].sum().astype(int).astype(str) + "/" + table["n_seeds"].astype(str)
     return table
 
 
@@ -226,7 +234,7 @@ def format_table(table: pd.DataFrame, decimals: int = 4, markup: str = "markdown
     """Strings for display: "mean ± std" (± only with more than one seed), best values bold.
 
     `markup` is "markdown" (**x**) or "latex" (\\textbf{x}, text escaped). Works on any table
-    of this module; best values are marked in headline-metric columns only.
+    of this module; best values are marked in metric columns (headline and calibration) only.
     """
     if markup not in ("markdown", "latex"):
         raise EcgkerasError(f"unknown markup {markup!r}: choose markdown or latex")
@@ -243,7 +251,7 @@ def format_table(table: pd.DataFrame, decimals: int = 4, markup: str = "markdown
             with_std = several_seeds & std.notna()
             text = text.where(~with_std, text + " ± " + std.map(lambda value: _format_value(value, digits)))
         text = text.map(escape)
-        if mark_best and column in HEADLINE_METRICS:
+        if mark_best and column in TABLE_METRICS:
             text = text.where(~_best_mask(table[column], column, digits), text.map(bold))
         formatted[escape(LABELS.get(column, column))] = text
     result = pd.DataFrame(formatted).set_axis(table.index.map(lambda value: escape(str(value))))
@@ -336,6 +344,7 @@ def plot_complexity(summary: pd.DataFrame, title: str = "Macro-AUPRC against mod
                         textcoords="offset points", fontsize=8)
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
+    axes[0].xaxis.set_major_locator(MaxNLocator(nbins=5))  # long labels like 150,000 need few ticks
     axes[0].xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     axes[0].set_ylabel("macro-AUPRC (test)")
     fig.suptitle(title)
@@ -437,6 +446,9 @@ def _readme(study_dir: Path, runs: list[RunRecord], files: dict[str, str], n_res
               "- `tuned`: per-class thresholds maximizing F1 on the validation fold; `fixed`: 0.5.",
               f"- Paired comparison: each architecture's lowest seed minus the reference's, {n_resamples} "
               "paired bootstrap resamples of the test records, 95% percentile intervals.",
+              f"- Calibration: Brier score and expected calibration error (ECE, {CALIBRATION_BINS} equal-width "
+              "bins) over all (record, class) probabilities; lower is better.",
+              "", *convergence_lines(runs),
               "", "## Published reference points", "",
               format_table(reference_table(), mark_best=False).to_markdown() + "\n"]
     return "\n".join(lines)
@@ -477,5 +489,102 @@ def write_summary(study_dir: str | Path, out_dir: str | Path | None = None, n_re
            "recall_bars", "per-class recall, grouped bars")
     figure(plot_complexity(summaries["tuned"]), "complexity", "macro-AUPRC against parameters and seconds per epoch")
     figure(plot_paired_comparison(comparison), "paired_comparison", "forest plot of the paired differences")
+    figure(plot_learning_curves(runs), "learning_curves",
+           "validation macro-AUPRC and loss per epoch, one line per architecture, range over seeds")
+    figure(plot_reliability(runs), "reliability", "reliability diagrams (test fold): all classes and the most frequent")
     atomic_write_text(out_dir / "README.md", _readme(study_dir, _ordered_runs(runs), files, n_resamples))
     return out_dir
+
+
+# --------------------------------------------------------------------------- convergence and calibration figures
+
+def run_convergence(run: RunRecord) -> dict:
+    """A run's convergence (`ecgkeras.training.convergence`): from its record, or its history for older records."""
+    return run.metrics.get("convergence") or convergence(run.history, run.config.training)
+
+
+def unconverged_runs(runs: Sequence[RunRecord]) -> pd.DataFrame:
+    """Runs whose early stopping never fired (still improving at the epoch cap), one row each."""
+    rows = [{"architecture": run.metrics["architecture"]["display_name"], "seed": int(run.metrics["config"]["seed"]),
+             **{key: status[key] for key in ("stopped_by", "epochs_run", "epoch_cap", "best_epoch", "patience")},
+             "run_dir": _shown_path(run.run_dir)}
+            for run in _ordered_runs(runs) if not (status := run_convergence(run))["converged"]]
+    return pd.DataFrame(rows, columns=["architecture", "seed", "stopped_by", "epochs_run", "epoch_cap",
+                                       "best_epoch", "patience", "run_dir"])
+
+
+def convergence_lines(runs: Sequence[RunRecord]) -> list[str]:
+    """The summary README's convergence section (Markdown lines)."""
+    lines = ["## Convergence", "",
+             "A run converged when early stopping fired: validation macro-AUPRC had not improved for `patience` "
+             "epochs. A run that reached the epoch cap with its best epoch within `patience` epochs of the last "
+             "was still improving; the tables' `converged` column counts converged seeds.", ""]
+    unconverged = unconverged_runs(runs)
+    if unconverged.empty:
+        return lines + ["Every run converged.", ""]
+    lines += [f"**{len(unconverged)} run(s) had not converged**; their metrics understate what the architecture "
+              "reaches with more epochs:", ""]
+    return lines + [f"- {row.architecture}, seed {row.seed}: {row.stopped_by}, {row.epochs_run} of {row.epoch_cap} "
+                    f"epochs, best epoch {row.best_epoch} (`{row.run_dir}`)" for row in unconverged.itertuples()] + [""]
+
+
+def plot_learning_curves(runs: Sequence[RunRecord]) -> plt.Figure:
+    """Validation macro-AUPRC (Keras, interpolated) and loss per epoch: a line per architecture, seeds' range as a band.
+
+    Runs stopped early contribute only their epochs, so late epochs may summarise fewer seeds.
+    """
+    parts = [run.history.assign(architecture=run.metrics["architecture"]["display_name"],
+                                seed=int(run.metrics["config"]["seed"])) for run in _ordered_runs(runs)]
+    if not parts:
+        raise EcgkerasError("no runs given: nothing to plot")
+    long = pd.concat(parts, ignore_index=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for ax, (column, label) in zip(axes, (("val_auprc", "validation macro-AUPRC (Keras)"),
+                                          ("val_loss", "validation loss"))):
+        sns.lineplot(long, x="epoch", y=column, hue="architecture", errorbar=("pi", 100), ax=ax,
+                     legend=ax is axes[-1])
+        ax.set_ylabel(label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    fig.suptitle("Learning curves (band: range over seeds)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_reliability(runs: Sequence[RunRecord], n_classes: int = 3, n_bins: int = CALIBRATION_BINS,
+                     split: str = "test") -> plt.Figure:
+    """Reliability diagrams: all (record, class) probabilities, then the `n_classes` most frequent classes.
+
+    Each architecture's seeds are pooled; points are `calibration_curve` bins (equal width), the
+    diagonal is perfect calibration.
+    """
+    ordered = _ordered_runs(runs)
+    if not ordered:
+        raise EcgkerasError("no runs given: nothing to plot")
+    support = ordered[0].predictions[f"{split}_true"].sum(axis=0)
+    frequent = [int(k) for k in np.argsort(-support, kind="stable")[:n_classes]]
+    panels = [("all classes (micro)", None), *((f"{ordered[0].classes[k]} (n={support[k]})", k) for k in frequent)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 2, 3.8), sharey=True, squeeze=False)
+    for ax, (title, k) in zip(axes[0], panels):
+        curves = {}
+        for run in ordered:
+            y_true, y_prob = run.predictions[f"{split}_true"], run.predictions[f"{split}_prob"]
+            truth, prob = (y_true.ravel(), y_prob.ravel()) if k is None else (y_true[:, k], y_prob[:, k])
+            pooled = curves.setdefault(run.metrics["architecture"]["display_name"], ([], []))
+            pooled[0].append(truth)
+            pooled[1].append(prob)
+        rows = []
+        for architecture, (truth, prob) in curves.items():
+            fraction, mean = calibration_curve(np.concatenate(truth), np.concatenate(prob), n_bins=n_bins)
+            rows.append(pd.DataFrame({"architecture": architecture, "mean probability": mean,
+                                      "fraction positive": fraction}))
+        sns.lineplot(pd.concat(rows), x="mean probability", y="fraction positive", hue="architecture",
+                     marker="o", errorbar=None, sort=False, ax=ax, legend=ax is axes[0][-1])
+        ax.plot([0, 1], [0, 1], color="black", linestyle="--", linewidth=0.8)
+        ax.set(xlim=(0, 1), ylim=(0, 1), title=title)
+        ax.grid(alpha=0.3)
+    sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    fig.suptitle(f"Reliability diagrams ({split} fold, seeds pooled, {n_bins} equal-width bins)")
+    fig.tight_layout()
+    return fig

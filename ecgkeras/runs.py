@@ -32,7 +32,7 @@ from ecgkeras.errors import EcgkerasError
 from ecgkeras.files import atomic_write, atomic_write_text
 from ecgkeras.evaluation import all_metrics, bootstrap_intervals, per_class_table, tune_thresholds
 from ecgkeras.models import build_model, get_architecture
-from ecgkeras.training import TrainingConfig, predict_probabilities, set_seed, train_model
+from ecgkeras.training import TrainingConfig, convergence, predict_probabilities, set_seed, train_model
 
 RECORD_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.npz"
@@ -247,6 +247,7 @@ def run_experiment(config: RunConfig, run_dir: str | Path, dataset: PTBXL | None
                     "first_epoch_seconds": float(epoch_seconds[0]),
                     "training_seconds": float(epoch_seconds.sum()),
                     "inference_ms_per_ecg": inference_ms_per_ecg},
+        "convergence": convergence(history, config.training),
         "standardizer": standardizer.to_dict(),
         "thresholds": {policy: values.tolist() for policy, values in thresholds.items()},
         "metrics": {"val": _split_metrics(val.Y, val_prob, thresholds), "test": test_metrics},
