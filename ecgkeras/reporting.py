@@ -533,7 +533,8 @@ def plot_learning_curves(runs: Sequence[RunRecord]) -> plt.Figure:
 
     Runs stopped early contribute only their epochs, so late epochs may summarise fewer seeds.
     """
-    parts = [run.history.assign(architecture=run.metrics["architecture"]["display_name"],
+    parts = [run.history.assign(epoch=np.arange(1, len(run.history) + 1),  # CSVLogger counts from 0
+                                architecture=run.metrics["architecture"]["display_name"],
                                 seed=int(run.metrics["config"]["seed"])) for run in _ordered_runs(runs)]
     if not parts:
         raise EcgkerasError("no runs given: nothing to plot")
@@ -582,7 +583,7 @@ def plot_reliability(runs: Sequence[RunRecord], n_classes: int = 3, n_bins: int 
         sns.lineplot(pd.concat(rows), x="mean probability", y="fraction positive", hue="architecture",
                      marker="o", errorbar=None, sort=False, ax=ax, legend=ax is axes[0][-1])
         ax.plot([0, 1], [0, 1], color="black", linestyle="--", linewidth=0.8)
-        ax.set(xlim=(0, 1), ylim=(0, 1), title=title)
+        ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), title=title)
         ax.grid(alpha=0.3)
     sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.suptitle(f"Reliability diagrams ({split} fold, seeds pooled, {n_bins} equal-width bins)")

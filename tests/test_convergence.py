@@ -82,3 +82,20 @@ def test_clipping_and_warm_up_are_configured():
     for bad in ({"global_clipnorm": 0}, {"warmup_epochs": -1}):
         with pytest.raises(EcgkerasError, match=next(iter(bad))):
             TrainingConfig(**bad)
+
+
+def test_learning_curve_and_reliability_figures(two_runs, tmp_path):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from ecgkeras.reporting import plot_learning_curves, plot_reliability, save_figure
+
+    matplotlib.use("Agg")
+    curves = plot_learning_curves(two_runs)
+    epochs = curves.axes[0].lines[0].get_xdata()
+    assert epochs[0] == 1 and len(epochs) == max(len(run.history) for run in two_runs)  # epochs count from 1
+    reliability = plot_reliability(two_runs, n_classes=2)
+    assert [ax.get_title() for ax in reliability.axes][0] == "all classes (micro)" and len(reliability.axes) == 3
+    for stem, fig in (("curves", curves), ("reliability", reliability)):
+        assert all(path.stat().st_size > 0 for path in save_figure(fig, tmp_path, stem))
+        plt.close(fig)
