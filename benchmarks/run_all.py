@@ -15,6 +15,7 @@ import json
 import multiprocessing
 import os
 import platform
+import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -103,6 +104,7 @@ def findings(results: dict) -> list[str]:
     """Short, data-driven conclusions (each from figures in the tables below)."""
     train, loading, quality = results["training"], results["loading"], results["quality"]
     archs = train["architectures"]
+    est = train["study_estimate"]
     paper = [e for e in archs if e["in_paper"]]
     drift = train["baseline"].get("drift_last_over_first")
     noise = f" (the CNN baseline's own first/last drift: {drift:.2f}x)" if drift else ""
@@ -137,7 +139,6 @@ def findings(results: dict) -> list[str]:
         verdict = "keep the default" if max(threads) < 1.05 else "worth trying on this machine"
         settings = ", ".join(sorted({k for e in archs for k in (e.get("threads_speedup") or {})}))
         out.append(f"TensorFlow threads intra:inter={settings}: {_range(threads)} the default speed; {verdict}.")
-    est = train["study_estimate"]
     out.append(f"Full study, one seed, package defaults: about {est['total_h_typical']:.1f} h (15 epochs per run) "
                f"to {est['total_h_max']:.1f} h (30 epochs) on this machine; the test-fold bootstrap "
                f"(1000 resamples x 2 policies) is {est['bootstrap_share_typical']:.0%} of the typical figure.")
@@ -180,9 +181,7 @@ def report(results: dict) -> str:
     m, v = results["machine"], results["machine"]["versions"]
     par = results["parallel_check"]
     train, quality = results["training"], results["quality"]
-    est = train["study_estimate"]
     minutes = {name: seconds / 60 for name, seconds in results["seconds"].items()}
-    cnn = train["baseline"]
     lines = [
         "# Benchmarks",
         "",
@@ -278,6 +277,17 @@ def report(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def with_kept_sections(path: Path, generated: str) -> str:
+    """`generated` plus every `## ` section of the file at `path` that it does not generate itself
+    (written by another benchmark script or by hand: memory, explanations, recipe, reproducibility)."""
+    if not path.is_file():
+        return generated
+    own = set(re.findall(r"^## .*$", generated, flags=re.M))
+    kept = [section for section in re.split(r"(?m)^(?=## )", path.read_text())[1:]
+            if section.splitlines()[0] not in own]
+    return generated.rstrip("\n") + "\n\n" + "".join(kept).rstrip("\n") + "\n" if kept else generated
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke test of every benchmark (a few minutes)")
@@ -295,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads((OUT_DIR / f"run_all{suffix}.json").read_text())
         for name in ("loading", "training", "quality"):
             results[name] = json.loads((OUT_DIR / f"{name}{suffix}.json").read_text())
-        out.write_text(report(results))
+        out.write_text(with_kept_sections(out, report(results)))
         print(f"written {out} (from the JSON in {OUT_DIR})", file=sys.stderr)
         return 0
     results = {"quick": args.quick, "machine": machine(), "seconds": {}, "foreign_cpu": {},
@@ -325,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     results["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     (OUT_DIR / f"run_all{suffix}.json").write_text(
         json.dumps({k: v for k, v in results.items() if k not in ("loading", "training", "quality")}, indent=2))
-    out.write_text(report(results))
+    out.write_text(with_kept_sections(out, report(results)))
     print(f"written {out} ({sum(results['seconds'].values()) / 60:.1f} min)", file=sys.stderr)
     return 0
 

@@ -6,6 +6,14 @@ Conventions:
 - Macro AUROC/AUPRC average over the classes that have at least one positive and one
   negative record in the evaluated fold; the others are left out and counted
   (`n_classes_scored`), never turned into 0 or 1.
+- Calibration treats every (record, class) probability as one binary forecast. The Brier
+  score is the mean squared difference between probability and label; averaged over classes
+  or over all probabilities at once (micro) it is the same number, since every class has one
+  probability per record. Expected calibration error (ECE) uses `CALIBRATION_BINS` equal-width
+  bins over [0, 1], binned as `sklearn.calibration.calibration_curve(strategy="uniform")` does
+  (the first bin [0, 0.1], then (0.1, 0.2], ...): ECE = sum over non-empty bins of
+  (probabilities in the bin / all probabilities) x |fraction of positives - mean probability|.
+  `ece` pools all probabilities (micro); `macro_ece` averages the per-class ECEs.
 """
 
 from __future__ import annotations
@@ -15,14 +23,17 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 from joblib import Parallel, cpu_count, delayed
-from sklearn.metrics import (accuracy_score, average_precision_score, f1_score, hamming_loss,
+from sklearn.metrics import (accuracy_score, average_precision_score, brier_score_loss, f1_score, hamming_loss,
                              precision_recall_curve, precision_recall_fscore_support, precision_score,
                              recall_score, roc_auc_score)
 
 PARALLEL_MIN_RESAMPLES = 100  # per worker process: below this, starting workers costs more than it saves
 HEADLINE_METRICS: tuple[str, ...] = ("hamming_loss", "macro_auprc", "micro_f1", "subset_accuracy",
                                      "macro_auroc", "macro_f1")
-LOWER_IS_BETTER = frozenset({"hamming_loss"})
+CALIBRATION_METRICS: tuple[str, ...] = ("brier_score", "ece")  # shown in the tables; lower is better
+CALIBRATION_BINS = 10
+TABLE_METRICS: tuple[str, ...] = (*HEADLINE_METRICS, *CALIBRATION_METRICS)  # the columns of study tables
+LOWER_IS_BETTER = frozenset({"hamming_loss", *CALIBRATION_METRICS})
 
 
 def scorable_classes(y_true: np.ndarray) -> np.ndarray:
@@ -62,9 +73,38 @@ def binarize(y_prob: np.ndarray, thresholds: np.ndarray | float) -> np.ndarray:
     return (y_prob >= np.asarray(thresholds)).astype(np.uint8)
 
 
+def _calibration_gaps(y_true: np.ndarray, y_prob: np.ndarray, n_bins: int) -> np.ndarray:
+    """Per class (rows) and bin (columns): sum of labels minus sum of probabilities, equal-width bins."""
+    y_true, y_prob = np.asarray(y_true, dtype=float), np.asarray(y_prob, dtype=float)
+    bins = np.searchsorted(np.linspace(0, 1, n_bins + 1)[1:-1], y_prob)  # calibration_curve's binning
+    index = bins + n_bins * np.arange(y_prob.shape[1])  # one bin range per class
+    gaps = np.bincount(index.ravel(), weights=(y_true - y_prob).ravel(), minlength=n_bins * y_prob.shape[1])
+    return gaps.reshape(y_prob.shape[1], n_bins)
+
+
+def expected_calibration_error(y_true: np.ndarray, y_prob: np.ndarray, n_bins: int = CALIBRATION_BINS) -> float:
+    """ECE of binary forecasts (any shape, pooled) over `n_bins` equal-width bins (see module notes).
+
+    sum over bins of n_b / N * |mean label - mean probability| = sum over bins of |sum(label - probability)| / N.
+    """
+    y_prob = np.ravel(y_prob)
+    return float(np.abs(_calibration_gaps(np.ravel(y_true)[:, None], y_prob[:, None], n_bins)).sum() / len(y_prob))
+
+
+def calibration_metrics(y_true: np.ndarray, y_prob: np.ndarray, n_bins: int = CALIBRATION_BINS) -> dict[str, float]:
+    """Brier score (one number: class and micro averages coincide), micro ECE and class-averaged ECE."""
+    gaps = _calibration_gaps(y_true, y_prob, n_bins)
+    return {
+        "brier_score": float(brier_score_loss(np.ravel(y_true), np.ravel(y_prob))),
+        "ece": float(np.abs(gaps.sum(axis=0)).sum() / y_prob.size),
+        "macro_ece": float(np.abs(gaps).sum(axis=1).mean() / len(y_prob)),
+    }
+
+
 def all_metrics(y_true: np.ndarray, y_prob: np.ndarray, thresholds: np.ndarray | float) -> dict[str, float]:
-    """Ranking metrics plus threshold metrics at `thresholds`."""
-    return {**threshold_metrics(y_true, binarize(y_prob, thresholds)), **ranking_metrics(y_true, y_prob)}
+    """Ranking, calibration and threshold metrics (the last at `thresholds`)."""
+    return {**threshold_metrics(y_true, binarize(y_prob, thresholds)), **ranking_metrics(y_true, y_prob),
+            **calibration_metrics(y_true, y_prob)}
 
 
 def tune_thresholds(y_true: np.ndarray, y_prob: np.ndarray, default: float = 0.5) -> np.ndarray:

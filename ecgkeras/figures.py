@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.ticker import StrMethodFormatter
+from matplotlib.ticker import MaxNLocator, StrMethodFormatter
+from sklearn.calibration import calibration_curve
 
+from ecgkeras.errors import EcgkerasError
+from ecgkeras.evaluation import CALIBRATION_BINS
 from ecgkeras.files import atomic_write
 from ecgkeras.formatting import LABELS
+from ecgkeras.runs import RunRecord
+from ecgkeras.tables import ordered_runs
 from ecgkeras.training import MONITOR
 
 
@@ -77,6 +83,7 @@ def plot_complexity(summary: pd.DataFrame, title: str = "Macro-AUPRC against mod
                         textcoords="offset points", fontsize=8)
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
+    axes[0].xaxis.set_major_locator(MaxNLocator(nbins=5))  # long labels like 150,000 need few ticks
     axes[0].xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     axes[0].set_ylabel("macro-AUPRC (test)")
     fig.suptitle(title)
@@ -135,5 +142,68 @@ def plot_paired_comparison(comparison: pd.DataFrame) -> plt.Figure:
         ax.grid(axis="x", alpha=0.3)
     sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.suptitle(f"Paired bootstrap, test fold: architecture minus {comparison['reference'].iloc[0]} (95% CI)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_learning_curves(runs: Sequence[RunRecord]) -> plt.Figure:
+    """Validation macro-AUPRC (Keras, interpolated) and loss per epoch: a line per architecture, seeds' range as a band.
+
+    Runs stopped early contribute only their epochs, so late epochs may summarise fewer seeds.
+    """
+    parts = [run.history.assign(epoch=np.arange(1, len(run.history) + 1),  # CSVLogger counts from 0
+                                architecture=run.display_name,
+                                seed=run.seed) for run in ordered_runs(runs)]
+    if not parts:
+        raise EcgkerasError("no runs given: nothing to plot")
+    long = pd.concat(parts, ignore_index=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for ax, (column, label) in zip(axes, ((MONITOR, "validation macro-AUPRC (Keras)"),
+                                          ("val_loss", "validation loss"))):
+        sns.lineplot(long, x="epoch", y=column, hue="architecture", errorbar=("pi", 100), ax=ax,
+                     legend=ax is axes[-1])
+        ax.set_ylabel(label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    fig.suptitle("Learning curves (band: range over seeds)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_reliability(runs: Sequence[RunRecord], n_classes: int = 3, n_bins: int = CALIBRATION_BINS,
+                     split: str = "test") -> plt.Figure:
+    """Reliability diagrams: all (record, class) probabilities, then the `n_classes` most frequent classes.
+
+    Each architecture's seeds are pooled; points are `calibration_curve` bins (equal width), the
+    diagonal is perfect calibration.
+    """
+    ordered = ordered_runs(runs)
+    if not ordered:
+        raise EcgkerasError("no runs given: nothing to plot")
+    support = ordered[0].predictions[f"{split}_true"].sum(axis=0)
+    frequent = [int(k) for k in np.argsort(-support, kind="stable")[:n_classes]]
+    panels = [("all classes (micro)", None), *((f"{ordered[0].classes[k]} (n={support[k]})", k) for k in frequent)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 2, 3.8), sharey=True, squeeze=False)
+    for ax, (title, k) in zip(axes[0], panels):
+        curves = {}
+        for run in ordered:
+            y_true, y_prob = run.predictions[f"{split}_true"], run.predictions[f"{split}_prob"]
+            truth, prob = (y_true.ravel(), y_prob.ravel()) if k is None else (y_true[:, k], y_prob[:, k])
+            pooled = curves.setdefault(run.display_name, ([], []))
+            pooled[0].append(truth)
+            pooled[1].append(prob)
+        rows = []
+        for architecture, (truth, prob) in curves.items():
+            fraction, mean = calibration_curve(np.concatenate(truth), np.concatenate(prob), n_bins=n_bins)
+            rows.append(pd.DataFrame({"architecture": architecture, "mean probability": mean,
+                                      "fraction positive": fraction}))
+        sns.lineplot(pd.concat(rows), x="mean probability", y="fraction positive", hue="architecture",
+                     marker="o", errorbar=None, sort=False, ax=ax, legend=ax is axes[0][-1])
+        ax.plot([0, 1], [0, 1], color="black", linestyle="--", linewidth=0.8)
+        ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), title=title)
+        ax.grid(alpha=0.3)
+    sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    fig.suptitle(f"Reliability diagrams ({split} fold, seeds pooled, {n_bins} equal-width bins)")
     fig.tight_layout()
     return fig

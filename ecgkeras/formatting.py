@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ecgkeras.errors import EcgkerasError
-from ecgkeras.evaluation import HEADLINE_METRICS, LOWER_IS_BETTER
+from ecgkeras.evaluation import LOWER_IS_BETTER, TABLE_METRICS
 from ecgkeras.files import atomic_write_text
 
 LABELS: dict[str, str] = {
@@ -22,7 +22,7 @@ LABELS: dict[str, str] = {
     "n_parameters": "parameters", "seconds_per_epoch": "seconds/epoch",
     "inference_ms_per_ecg": "inference ms/ECG", "n_seeds": "seeds", "architecture": "Architecture",
     "reference": "reference", "reference_seed": "reference seed", "ci_low": "CI low",
-    "ci_high": "CI high",
+    "ci_high": "CI high", "brier_score": "Brier score", "ece": "ECE", "converged": "converged",
 }
 DECIMALS: dict[str, int] = {"seconds_per_epoch": 1, "inference_ms_per_ecg": 2}
 
@@ -60,7 +60,7 @@ def format_table(table: pd.DataFrame, decimals: int = 4, markup: str = "markdown
     """Strings for display: "mean ± std" (± only with more than one seed), best values bold.
 
     `markup` is "markdown" (**x**) or "latex" (\\textbf{x}, text escaped). Works on any table
-    of this module; best values are marked in headline-metric columns only.
+    of this module; best values are marked in metric columns (headline and calibration) only.
     """
     if markup not in ("markdown", "latex"):
         raise EcgkerasError(f"unknown markup {markup!r}: choose markdown or latex")
@@ -77,7 +77,7 @@ def format_table(table: pd.DataFrame, decimals: int = 4, markup: str = "markdown
             with_std = several_seeds & std.notna()
             text = text.where(~with_std, text + " ± " + std.map(lambda value: _format_value(value, digits)))
         text = text.map(escape)
-        if mark_best and column in HEADLINE_METRICS:
+        if mark_best and column in TABLE_METRICS:
             text = text.where(~_best_mask(table[column], column, digits), text.map(bold))
         formatted[escape(LABELS.get(column, column))] = text
     result = pd.DataFrame(formatted).set_axis(table.index.map(lambda value: escape(str(value))))

@@ -13,7 +13,9 @@ Defaults (chosen for PTB-XL at 100 Hz, 10 s = 1000 samples):
   temporal   recurrent layers of 64 units (per direction), tanh/sigmoid, no recurrent
              dropout, no unrolling: the settings that let Keras use the cuDNN kernel on a
              GPU. Dropout sits between layers instead. The last layer returns its final
-             state; stacked layers before it return sequences.
+             state (rnn_readout="last"); stacked layers before it return sequences. With
+             rnn_readout="pool" the last layer returns its sequence too, summarised by the
+             CNN's global average and max pooling.
   head       dropout 0.3, Dense(128, ReLU), dropout 0.3, Dense(n_classes, sigmoid).
 """
 
@@ -29,6 +31,7 @@ from ecgkeras.errors import EcgkerasError
 from ecgkeras.schema import Schema, parameter
 
 RECURRENT_CELLS = {"lstm": layers.LSTM, "gru": layers.GRU}
+RNN_READOUTS: tuple[str, ...] = ("last", "pool")
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,9 @@ class ModelConfig(Schema):
     rnn_dropout: float = parameter(0.2, "dropout between stacked recurrent layers", minimum=0, maximum=1,
                                    below_maximum=True)
     depth: int | None = parameter(None, "recurrent layers; None: the architecture's own", minimum=1)
+    rnn_readout: str = parameter("last", "what the head sees of the last recurrent layer: last (its final "
+                                 "state, the paper's design) or pool (average and max over its sequence)",
+                                 choices=RNN_READOUTS)
     head_units: int = parameter(128, "units of the head's dense layer", minimum=1)
     dropout: float = parameter(0.3, "dropout in the head", minimum=0, maximum=1, below_maximum=True)
 
@@ -104,17 +110,21 @@ def conv_front_end(x, filters: Sequence[int] = (64, 64, 128, 128), kernel_sizes:
 
 
 def recurrent_module(x, cell: str, depth: int, units: int = 64, bidirectional: bool = False,
-                     dropout: float = 0.2):
-    """`depth` stacked recurrent layers (cuDNN-compatible settings); returns the final state."""
+                     dropout: float = 0.2, readout: str = "last"):
+    """`depth` stacked recurrent layers (cuDNN-compatible settings).
+
+    Returns the last layer's final state (`readout="last"`) or its whole output sequence
+    summarised by `pooled_features` (`readout="pool"`).
+    """
     for level in range(1, depth + 1):
         last = level == depth
-        layer = RECURRENT_CELLS[cell](units, return_sequences=not last, name=f"{cell}{level}")
+        layer = RECURRENT_CELLS[cell](units, return_sequences=not last or readout == "pool", name=f"{cell}{level}")
         if bidirectional:
             layer = layers.Bidirectional(layer, name=f"bi{cell}{level}")
         x = layer(x)
         if not last and dropout:
             x = layers.Dropout(dropout, name=f"dropout_rnn{level}")(x)
-    return x
+    return pooled_features(x) if readout == "pool" else x
 
 
 def pooled_features(x):
@@ -136,7 +146,8 @@ def build_model(name: str, input_shape: tuple[int, int], n_classes: int, config:
     """Build the registered architecture `name` as an uncompiled functional model.
 
     `config` (default `ModelConfig()`) holds the hyperparameters; keyword `options` override
-    single fields, e.g. `build_model("cnn-gru", (1000, 12), 23, depth=3)` for a x3 variant.
+    single fields, e.g. `build_model("cnn-gru", (1000, 12), 23, depth=3)` for a x3 variant, or
+    `rnn_readout="pool"` to pool the last recurrent layer's sequence instead of reading its final state.
     """
     arch = get_architecture(name)
     config = ModelConfig.from_dict({**(config.to_dict() if config else {}), **options})
@@ -159,7 +170,8 @@ def build_model(name: str, input_shape: tuple[int, int], n_classes: int, config:
         x = pooled_features(x)
     else:
         x = recurrent_module(x, arch.cell, config.depth or arch.depth, config.rnn_units, arch.bidirectional,
-                             config.rnn_dropout)
+                             config.rnn_dropout,
+                             config.rnn_readout)
     outputs = classification_head(x, n_classes, config.head_units, config.dropout)
     return keras.Model(inputs, outputs, name=name.replace("-", "_"))
 

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.files import atomic_write_text
-from ecgkeras.figures import (plot_complexity, plot_paired_comparison, plot_recall_bars, plot_recall_heatmap,
-                              save_figure)
+from ecgkeras.evaluation import CALIBRATION_BINS
+from ecgkeras.figures import (plot_complexity, plot_learning_curves, plot_paired_comparison, plot_recall_bars,
+                              plot_recall_heatmap, plot_reliability, save_figure)
 from ecgkeras.formatting import format_table, save_table
 from ecgkeras.runs import POLICIES, RunRecord, find_runs
 from ecgkeras.tables import (PAIRED_COLUMNS, ordered_runs, paired_comparisons, per_class_recall, reference_table,
-                             runs_frame, shown_path, summary_table)
+                             runs_frame, shown_path, summary_table, unconverged_runs)
 
 
 def _distinct(values: Iterable) -> str:
@@ -27,6 +28,21 @@ def _differing_parameters(runs: list[RunRecord]) -> list[str]:
     values = [run.config.shared_parameters(results_only=True) for run in runs]
     names = sorted({name for value in values for name in value})
     return [name for name in names if len({repr(value.get(name)) for value in values}) > 1]
+
+
+def convergence_lines(runs: Sequence[RunRecord]) -> list[str]:
+    """The summary README's convergence section (Markdown lines)."""
+    lines = ["## Convergence", "",
+             "A run converged when early stopping fired: validation macro-AUPRC had not improved for `patience` "
+             "epochs. A run that reached the epoch cap with its best epoch within `patience` epochs of the last "
+             "was still improving; the tables' `converged` column counts converged seeds.", ""]
+    unconverged = unconverged_runs(runs)
+    if unconverged.empty:
+        return lines + ["Every run converged.", ""]
+    lines += [f"**{len(unconverged)} run(s) had not converged**; their metrics understate what the architecture "
+              "reaches with more epochs:", ""]
+    return lines + [f"- {row.architecture}, seed {row.seed}: {row.stopped_by}, {row.epochs_run} of {row.epoch_cap} "
+                    f"epochs, best epoch {row.best_epoch} (`{row.run_dir}`)" for row in unconverged.itertuples()] + [""]
 
 
 def _readme(study_dir: Path, runs: list[RunRecord], files: dict[str, str], n_resamples: int) -> str:
@@ -66,6 +82,9 @@ def _readme(study_dir: Path, runs: list[RunRecord], files: dict[str, str], n_res
               "- `tuned`: per-class thresholds maximizing F1 on the validation fold; `fixed`: 0.5.",
               f"- Paired comparison: each architecture's lowest seed minus the reference's, {n_resamples} "
               "paired bootstrap resamples of the test records, 95% percentile intervals.",
+              f"- Calibration: Brier score and expected calibration error (ECE, {CALIBRATION_BINS} equal-width "
+              "bins) over all (record, class) probabilities; lower is better.",
+              "", *convergence_lines(runs),
               "", "## Published reference points", "",
               format_table(reference_table(), mark_best=False).to_markdown() + "\n"]
     return "\n".join(lines)
@@ -106,5 +125,8 @@ def write_summary(study_dir: str | Path, out_dir: str | Path | None = None, n_re
            "recall_bars", "per-class recall, grouped bars")
     figure(plot_complexity(summaries["tuned"]), "complexity", "macro-AUPRC against parameters and seconds per epoch")
     figure(plot_paired_comparison(comparison), "paired_comparison", "forest plot of the paired differences")
+    figure(plot_learning_curves(runs), "learning_curves",
+           "validation macro-AUPRC and loss per epoch, one line per architecture, range over seeds")
+    figure(plot_reliability(runs), "reliability", "reliability diagrams (test fold): all classes and the most frequent")
     atomic_write_text(out_dir / "README.md", _readme(study_dir, ordered_runs(runs), files, n_resamples))
     return out_dir

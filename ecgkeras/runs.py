@@ -40,8 +40,8 @@ from ecgkeras.models import ARCHITECTURES, ModelConfig, build_model, get_archite
 from ecgkeras.placement import execution_context
 from ecgkeras.schema import Schema, parameter
 from ecgkeras.synthetic import MARKER_FILE
-from ecgkeras.training import HISTORY_FILE, MODEL_FILE, MONITOR, TrainingConfig, predict_probabilities, \
-    set_seed, train_model
+from ecgkeras.training import HISTORY_FILE, MODEL_FILE, MONITOR, TrainingConfig, convergence, \
+    predict_probabilities, set_seed, train_model
 
 RECORD_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.npz"
@@ -242,6 +242,12 @@ class RunRecord:
     @property
     def versions(self) -> dict[str, str]:
         return self.record["versions"]
+
+    @property
+    def convergence(self) -> dict[str, Any]:
+        """Why training stopped and whether it converged (`ecgkeras.training.convergence`); older
+        records without it are judged from their history."""
+        return self.record.get("convergence") or convergence(self.history, self.config.training)
 
     @property
     def execution(self) -> dict[str, Any]:
@@ -491,6 +497,7 @@ def write_record(out_dir: Path, config: RunConfig, data: PTBXL, splits: dict[str
                     "first_epoch_seconds": float(epoch_seconds[0]),
                     "training_seconds": float(epoch_seconds.sum()),
                     "inference_ms_per_ecg": evaluation.inference_ms_per_ecg},
+        "convergence": convergence(history, config.training),
         "standardizer": standardizer.to_dict(),
         "thresholds": {policy: values.tolist() for policy, values in evaluation.thresholds.items()},
         "metrics": evaluation.metrics,

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ecgkeras.errors import EcgkerasError
-from ecgkeras.evaluation import HEADLINE_METRICS, paired_bootstrap
+from ecgkeras.evaluation import HEADLINE_METRICS, TABLE_METRICS, paired_bootstrap
 from ecgkeras.models import ARCHITECTURES
 from ecgkeras.runs import POLICIES, RunRecord
 
@@ -66,30 +66,35 @@ def runs_frame(runs: Sequence[RunRecord], split: str = "test") -> pd.DataFrame:
             values = run.metrics(split, policy)
             rows.append({"architecture": run.architecture, "display_name": run.display_name,
                          "seed": run.seed, "policy": policy,
-                         **{metric: float(values[metric]) for metric in HEADLINE_METRICS},
+                         **{metric: float(values.get(metric, np.nan)) for metric in TABLE_METRICS},
+                         "converged": bool(run.convergence["converged"]),
                          "n_parameters": run.n_parameters,
                          "seconds_per_epoch": float(run.timings["seconds_per_epoch"]),
                          "inference_ms_per_ecg": float(run.timings["inference_ms_per_ecg"]),
                          "run_dir": shown_path(run.run_dir)})
-    columns = ["architecture", "display_name", "seed", "policy", *HEADLINE_METRICS, "n_parameters",
+    columns = ["architecture", "display_name", "seed", "policy", *TABLE_METRICS, "converged", "n_parameters",
                "seconds_per_epoch", "inference_ms_per_ecg", "run_dir"]
     return pd.DataFrame(rows, columns=columns)
 
 
 def summary_table(runs: Sequence[RunRecord], policy: str = "tuned", split: str = "test") -> pd.DataFrame:
-    """The paper-style table: one row per architecture, `<metric>` (mean) and `<metric>_std` over seeds."""
+    """The paper-style table: one row per architecture, `<metric>` (mean) and `<metric>_std` over seeds.
+
+    `converged` counts the seeds whose early stopping fired, e.g. "2/3" (see `RunRecord.convergence`).
+    """
     if policy not in POLICIES:
         raise EcgkerasError(f"unknown threshold policy {policy!r}: choose one of {', '.join(POLICIES)}")
     frame = runs_frame(runs, split)
     grouped = frame[frame["policy"] == policy].groupby("display_name", sort=False)
-    averaged = [*HEADLINE_METRICS, "seconds_per_epoch"]
+    averaged = [*TABLE_METRICS, "seconds_per_epoch"]
     mean, std = grouped[averaged].mean(), grouped[averaged].std()
     table = pd.DataFrame(index=mean.index.rename("architecture"))
-    for metric in HEADLINE_METRICS:
+    for metric in TABLE_METRICS:
         table[metric], table[f"{metric}_std"] = mean[metric], std[metric]
     table["n_parameters"] = grouped["n_parameters"].mean().round().astype("int64")
     table["seconds_per_epoch"], table["seconds_per_epoch_std"] = mean["seconds_per_epoch"], std["seconds_per_epoch"]
     table["n_seeds"] = grouped.size()
+    table["converged"] = grouped["converged"].sum().astype(int).astype(str) + "/" + table["n_seeds"].astype(str)
     return table
 
 
@@ -161,3 +166,11 @@ def paired_comparisons(runs: Sequence[RunRecord], reference: str | None = None,
     return pd.concat(results, ignore_index=True)[list(PAIRED_COLUMNS)]
 
 
+def unconverged_runs(runs: Sequence[RunRecord]) -> pd.DataFrame:
+    """Runs whose early stopping never fired (still improving at the epoch cap), one row each."""
+    rows = [{"architecture": run.display_name, "seed": run.seed,
+             **{key: status[key] for key in ("stopped_by", "epochs_run", "epoch_cap", "best_epoch", "patience")},
+             "run_dir": shown_path(run.run_dir)}
+            for run in ordered_runs(runs) if not (status := run.convergence)["converged"]]
+    return pd.DataFrame(rows, columns=["architecture", "seed", "stopped_by", "epochs_run", "epoch_cap",
+                                       "best_epoch", "patience", "run_dir"])

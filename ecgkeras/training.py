@@ -51,6 +51,10 @@ class TrainingConfig(Schema):
     lr_factor: float = parameter(0.5, "learning-rate reduction factor", minimum=0, maximum=1,
                                  above_minimum=True, below_maximum=True)
     min_learning_rate: float = parameter(1e-5, "floor of the reduced learning rate", minimum=0)
+    global_clipnorm: float | None = parameter(None, "clip the gradient's global norm to this (Adam's "
+                                              "global_clipnorm); None: no clipping", minimum=0, above_minimum=True)
+    warmup_epochs: int = parameter(0, "the learning rate rises linearly to learning_rate over this many epochs",
+                                   minimum=0)
     jit_compile: bool = parameter(False, "XLA; needs deterministic=False (Keras disables XLA under op "
                                   "determinism) and measured slower on CPU")
     deterministic: bool = parameter(True, "deterministic TensorFlow ops: the same seed gives the same metrics")
@@ -104,7 +108,7 @@ def compile_model(model: keras.Model, config: TrainingConfig, Y_train: np.ndarra
     """Compile with Adam, the configured loss and Keras's (interpolated) multi-label AUPRC/AUROC."""
     n_classes = Y_train.shape[1]
     model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
+        optimizer=keras.optimizers.Adam(config.learning_rate, global_clipnorm=config.global_clipnorm),
         loss=make_loss(config, Y_train),
         metrics=[keras.metrics.AUC(curve="PR", multi_label=True, num_labels=n_classes, name="auprc"),
                  keras.metrics.AUC(curve="ROC", multi_label=True, num_labels=n_classes, name="auroc")],
@@ -162,10 +166,20 @@ class EpochTimer(keras.callbacks.Callback):
         logs["epoch_seconds"] = time.perf_counter() - self._start
 
 
+def warmup_schedule(config: TrainingConfig):
+    """Per-epoch learning rate: linear warm-up, then whatever the optimizer has (so plateau reduction works)."""
+    def schedule(epoch: int, learning_rate: float) -> float:
+        if epoch < config.warmup_epochs:
+            return config.learning_rate * (epoch + 1) / (config.warmup_epochs + 1)
+        return config.learning_rate if epoch == config.warmup_epochs else learning_rate
+    return schedule
+
+
 def standard_callbacks(config: TrainingConfig, out_dir: Path) -> list[keras.callbacks.Callback]:
-    """Timer, early stopping, LR reduction, NaN stop, best checkpoint and CSV history (in that order)."""
+    """Timer, (warm-up,) early stopping, LR reduction, NaN stop, best checkpoint and CSV history (in that order)."""
+    warmup = [keras.callbacks.LearningRateScheduler(warmup_schedule(config))] if config.warmup_epochs else []
     return [
-        EpochTimer(),
+        EpochTimer(), *warmup,
         keras.callbacks.EarlyStopping(MONITOR, mode="max", patience=config.patience,
                                       restore_best_weights=True, verbose=1),
         keras.callbacks.ReduceLROnPlateau(MONITOR, mode="max", factor=config.lr_factor,
@@ -203,6 +217,29 @@ def train_model(model: keras.Model, train: Part, val: Part, out_dir: str | Path,
     if not np.isfinite(frame["loss"]).all():
         raise EcgkerasError("training diverged (NaN loss): lower learning_rate or check the input data")
     return frame
+
+
+def convergence(history: pd.DataFrame, config: TrainingConfig) -> dict:
+    """Why training stopped, its best epoch, and whether it had converged.
+
+    `stopped_by` is "nan" (a non-finite loss), "early_stopping" (validation macro-AUPRC had
+    not improved for `patience` epochs) or "epoch_cap" (the `epochs` limit came first). A run
+    converged when early stopping fired; one that reached the cap had its best epoch within
+    `patience` epochs of the last, i.e. it was still improving ("unconverged").
+    """
+    epochs_run = len(history)
+    scores = history[MONITOR].to_numpy(dtype=float) if MONITOR in history else np.full(epochs_run, np.nan)
+    best_epoch = int(np.nanargmax(scores)) + 1 if np.isfinite(scores).any() else None
+    since_best = epochs_run - best_epoch if best_epoch else epochs_run
+    if not np.isfinite(history["loss"].to_numpy(dtype=float)).all():
+        stopped_by = "nan"
+    elif since_best >= config.patience:
+        stopped_by = "early_stopping"
+    else:
+        stopped_by = "epoch_cap" if epochs_run >= config.epochs else "interrupted"
+    return {"stopped_by": stopped_by, "converged": stopped_by == "early_stopping", "epochs_run": epochs_run,
+            "epoch_cap": config.epochs, "best_epoch": best_epoch, "epochs_since_best": since_best,
+            "patience": config.patience}
 
 
 def window_starts(length: int, crop_length: int, window_stride: int | None = None) -> list[int]:

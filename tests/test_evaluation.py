@@ -2,9 +2,12 @@
 
 import numpy as np
 import pytest
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import brier_score_loss
 
-from ecgkeras.evaluation import (all_metrics, bootstrap_intervals, paired_bootstrap, per_class_table,
-                                 ranking_metrics, threshold_metrics, tune_thresholds)
+from ecgkeras.evaluation import (all_metrics, bootstrap_intervals, calibration_metrics, expected_calibration_error,
+                                 paired_bootstrap, per_class_table, ranking_metrics, threshold_metrics,
+                                 tune_thresholds)
 
 # 4 records x 3 classes; class 2 has no positive record.
 Y_TRUE = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 0]])
@@ -90,3 +93,33 @@ def test_bootstrap_gives_the_same_intervals_in_worker_processes_as_serially(monk
     monkeypatch.setattr(evaluation, "PARALLEL_MIN_RESAMPLES", 10)
     monkeypatch.setattr(evaluation, "cpu_count", lambda: 2)  # two worker processes even on one core
     assert bootstrap_intervals(y_true, y_prob, thresholds, n_resamples=40, seed=5) == serial
+
+
+def test_expected_calibration_error_by_hand():
+    # 10 equal-width bins; bins hold [0.05] (y 0), [0.15, 0.12] (y 0, 1), [0.6] (y 0), [0.85] (y 1), [0.95] (y 1)
+    y_prob = np.array([0.05, 0.15, 0.12, 0.85, 0.95, 0.6])
+    y_true = np.array([0, 0, 1, 1, 1, 0])
+    gaps = [abs(0 - 0.05), 2 * abs(0.5 - 0.135), abs(0 - 0.6), abs(1 - 0.85), abs(1 - 0.95)]  # count x |gap|
+    assert expected_calibration_error(y_true, y_prob) == pytest.approx(sum(gaps) / 6)  # = 1.58 / 6
+    assert expected_calibration_error(np.array([0, 1]), np.array([0.0, 1.0])) == 0  # perfectly calibrated
+
+
+def test_calibration_metrics_agree_with_scikit_learn():
+    rng = np.random.default_rng(1)
+    y_prob = rng.beta(0.5, 2.0, (300, 4))
+    y_true = (rng.random((300, 4)) < y_prob ** 0.7).astype(int)  # deliberately miscalibrated
+    m = calibration_metrics(y_true, y_prob)
+    per_class_brier = [brier_score_loss(y_true[:, k], y_prob[:, k]) for k in range(4)]
+    assert m["brier_score"] == pytest.approx(np.mean(per_class_brier))  # class average ...
+    assert m["brier_score"] == pytest.approx(brier_score_loss(y_true.ravel(), y_prob.ravel()))  # ... = micro
+
+    def ece_from_calibration_curve(y, p):
+        fraction_positive, mean_probability = calibration_curve(y, p, n_bins=10, strategy="uniform")
+        counts, _ = np.histogram(p, bins=np.linspace(0, 1, 11))  # no probability lies on an edge here
+        return np.sum(counts[counts > 0] / len(p) * np.abs(fraction_positive - mean_probability))
+
+    assert m["ece"] == pytest.approx(ece_from_calibration_curve(y_true.ravel(), y_prob.ravel()))
+    assert m["macro_ece"] == pytest.approx(np.mean([ece_from_calibration_curve(y_true[:, k], y_prob[:, k])
+                                                    for k in range(4)]))
+    assert m["ece"] > 0.02  # the miscalibration is seen
+    assert all_metrics(y_true, y_prob, 0.5)["brier_score"] == m["brier_score"]  # in every run record

@@ -37,6 +37,7 @@ pool_size = 2
 rnn_units = 64
 rnn_dropout = 0.2
 depth = None  # None: the architecture's own number of recurrent layers
+rnn_readout = "last"  # last: the final state (the paper's design); pool: average and max over the sequence
 head_units = 128
 dropout = 0.3
 # training
@@ -52,6 +53,8 @@ patience = 8  # early stopping on validation macro-AUPRC
 lr_patience = 3
 lr_factor = 0.5
 min_learning_rate = 1e-05
+global_clipnorm = None  # gradient clipping; measured no help (benchmarks/RESULTS.md)
+warmup_epochs = 0  # linear learning-rate warm-up
 jit_compile = False  # XLA; measured slower on CPU (benchmarks/RESULTS.md); needs deterministic off
 deterministic = True  # deterministic TensorFlow ops: the same seed gives the same metrics
 verbose = 2  # Keras: one line per epoch
