@@ -1,5 +1,6 @@
 """The notebooks run under papermill; the study runner resumes, isolates failures and aggregates."""
 
+import ast
 import json
 
 import nbformat
@@ -30,8 +31,7 @@ def test_notebooks_have_one_parameters_cell_and_no_stored_outputs(tmp_path):
     for name in ("01_ptbxl_tour", "02_train_architecture", "03_aggregate_results", "04_explain_predictions"):
         cell = next(c for c in nbformat.read(tmp_path / f"{name}.ipynb", as_version=4).cells
                     if "parameters" in c.metadata.get("tags", []))
-        assigned = {line.split("=")[0].strip() for line in cell.source.splitlines()
-                    if line and not line.startswith("#")}
+        assigned = {target.id for statement in ast.parse(cell.source).body for target in statement.targets}
         assert set(notebook_parameters(tmp_path / f"{name}.ipynb")) == assigned, name  # papermill parses all
 
 

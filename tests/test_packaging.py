@@ -77,7 +77,8 @@ def environment(wheel, tmp_path_factory) -> dict[str, str]:
 def test_the_wheel_ships_notebooks_license_types_and_its_dependencies(wheel, environment):
     names = zipfile.ZipFile(wheel).namelist()
     for name in ("ecgkeras/notebooks/01_ptbxl_tour.py", "ecgkeras/notebooks/02_train_architecture.py",
-                 "ecgkeras/notebooks/03_aggregate_results.py", "ecgkeras/py.typed", "ecgkeras/__main__.py"):
+                 "ecgkeras/notebooks/03_aggregate_results.py", "ecgkeras/notebooks/04_explain_predictions.py",
+                 "ecgkeras/py.typed", "ecgkeras/__main__.py"):
         assert name in names, name
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
     metadata = Parser().parsestr(zipfile.ZipFile(wheel).read(
@@ -101,7 +102,9 @@ def test_the_wheel_ships_notebooks_license_types_and_its_dependencies(wheel, env
                 imported |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
                 imported.add(node.module.split(".")[0])
-    third_party = imported - set(sys.stdlib_module_names) - {"ecgkeras"}
+    optional = {_normalized(re.split(r"[\s;<>=!~\[(]", req)[0]) for req in requires if "extra ==" in req}
+    third_party = imported - set(sys.stdlib_module_names) - {"ecgkeras"} - {"submitit"}  # the slurm extra's
+    assert "submitit" in optional
     assert third_party <= set(provides), f"imported but not installed: {third_party - set(provides)}"
     needed = {_normalized(provides[name][0]) for name in third_party}
     assert needed <= declared, f"imported but not declared: {needed - declared}"
@@ -122,4 +125,4 @@ def test_from_an_empty_folder_synth_study_and_predict_succeed_quietly(environmen
     record = next((tmp_path / "data").glob("records100/*/*.hea")).with_suffix("")
     assert "probability" in ecgkeras("predict", "--run", "study/cnn/seed-0", record)
     ecgkeras("notebooks", "course")
-    assert len(list((tmp_path / "course").glob("*.ipynb"))) == 3
+    assert len(list((tmp_path / "course").glob("*.ipynb"))) == 4
