@@ -51,7 +51,7 @@ config = RunConfig.from_parameters(data_dir=data_dir, architecture=arch, epochs=
 record = run_experiment(config, run_dir, progress=False)
 seconds = record.history["epoch_seconds"].to_numpy()
 print(json.dumps({"seconds_per_epoch": float(np.median(seconds[1:])), "first_epoch_seconds": float(seconds[0]),
-                  "val_macro_auprc": record.metrics["metrics"]["val"]["tuned"]["macro_auprc"]}))
+                  "val_macro_auprc": record.metrics("val", "tuned")["macro_auprc"]}))
 """
 
 TIMING_CHILD = """

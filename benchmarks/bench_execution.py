@@ -68,8 +68,8 @@ def slurm_overhead(data: Path, work: Path) -> dict:
         job = jobs[run.run_dir.relative_to(out).as_posix()]
         task_end = next(Path(job["log"]).parent.glob("*_result.pkl")).stat().st_mtime  # submitit's last write
         rows.append({"run": run.run_dir.relative_to(out).as_posix(), "job": job["job_id"],
-                     "submitted_to_run_started_s": _timestamp(run.metrics["started"]) - submitted,
-                     "record_written_to_task_end_s": task_end - _timestamp(run.metrics["finished"])})
+                     "submitted_to_run_started_s": _timestamp(run.started) - submitted,
+                     "record_written_to_task_end_s": task_end - _timestamp(run.finished)})
     return {"wall_s": wall, "runs": rows,
             "summary_written_after_submission_s": (out / "summary" / "03_aggregate_results.ipynb").stat().st_mtime
             - submitted}

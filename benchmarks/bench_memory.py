@@ -82,7 +82,7 @@ def child(step: str, rate: int, data_dir: str, cache_dir: str) -> dict:
         start = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="ecgkeras-memory-run-") as run_dir:
             record = run_experiment(config, run_dir, progress=False)
-            epoch_s = record.metrics["timings"]["training_seconds"]
+            epoch_s = record.timings["training_seconds"]
         return {"seconds": time.perf_counter() - start, "epoch_seconds": epoch_s, "peak_rss": peak_rss(),
                 "baseline_rss": baseline}
     baseline = peak_rss()

@@ -82,8 +82,8 @@ def train(setting: str, architectures: list[str], variants: list[str], seeds: li
                 started = time.perf_counter()
                 record = run_experiment(config, run_dir, dataset=dataset, progress=False)
                 wall = time.perf_counter() - started
-                history, timings = record.history, record.metrics["timings"]
-                val = record.metrics["metrics"]["val"]["tuned"]
+                history, timings = record.history, record.timings
+                val = record.metrics("val", "tuned")
                 row = {"setting": setting, "architecture": arch, "variant": variant, "seed": seed,
                        "parameters": parameters, "epochs_run": timings["epochs_run"],
                        "best_epoch": timings["best_epoch"], "seconds_per_epoch": timings["seconds_per_epoch"],

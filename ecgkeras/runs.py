@@ -256,7 +256,13 @@ class RunRecord:
 
     @property
     def started(self) -> str:
+        """UTC time the run started training (ISO 8601)."""
         return self.record.get("started", "")
+
+    @property
+    def finished(self) -> str:
+        """UTC time its record was written (ISO 8601)."""
+        return self.record.get("finished", "")
 
     def metrics(self, split: str = "test", policy: str = "tuned") -> dict[str, float]:
         """Every metric of `split` ('val' or 'test') under threshold `policy` ('tuned' or 'fixed')."""
