@@ -30,7 +30,7 @@ from ecgkeras.errors import EcgkerasError
 from ecgkeras.files import atomic_write_text
 from ecgkeras.locks import RunLocked, lock_owner, run_lock
 from ecgkeras.placement import EXECUTOR_VARIABLE
-from ecgkeras.quiet import kernel_arguments
+from ecgkeras.quiet import is_quiet, kernel_arguments
 from ecgkeras.runs import is_complete
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,8 @@ class _KernelManager(AsyncKernelManager):
 
     async def start_kernel(self, **kwargs: Any) -> None:
         kwargs["env"] = {**os.environ, **kwargs.get("env", {}), **self.run_env}
+        if is_quiet():  # the kernel's own chatter (e.g. asyncio's at shutdown); cell errors stay in the notebook
+            kwargs.setdefault("stderr", subprocess.DEVNULL)
         KERNELS.add(self)
         await super().start_kernel(**kwargs)
 

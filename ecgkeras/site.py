@@ -14,6 +14,7 @@ Everything is read from the run records and the summary folder written by aggreg
 from __future__ import annotations
 
 import html
+import logging
 import re
 import shutil
 import tempfile
@@ -211,7 +212,9 @@ def _render_notebooks(study_dir: Path, out_dir: Path) -> dict[Path, str]:
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(embed_images=True, template_file="offline.html.j2",
+    quiet_log = logging.getLogger(f"{__name__}.nbconvert")  # not its per-notebook note on plots without alt text
+    quiet_log.setLevel(logging.ERROR)
+    exporter = HTMLExporter(embed_images=True, template_file="offline.html.j2", log=quiet_log,
                             extra_loaders=[DictLoader({"offline.html.j2": OFFLINE_NOTEBOOK_TEMPLATE})])
     links = {}
     for notebook in sorted(study_dir.rglob("*.ipynb")):
