@@ -18,6 +18,17 @@ DEMO_RECORDS = 1200
 DEMO_PARAMETERS = {"epochs": 20, "batch_size": 32, "patience": 5, "bootstrap_resamples": 200}
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer of 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer (1 or more), got {text!r}")
+    return value
+
+
 def _download(args: argparse.Namespace) -> None:
     from ecgkeras.download import download_ptbxl
 
@@ -196,6 +207,9 @@ def _explain(args: argparse.Namespace) -> None:
     paths = save_explanation(explanation, args.out)
     print(f"{args.record}: attribution of {', '.join(explanation.attributions)} ({explanation.method}) "
           f"drawn on the 12 leads: {', '.join(str(path) for path in paths)}")
+    if explanation.left_out:
+        print(f"also predicted, not drawn: {', '.join(explanation.left_out)}; draw them with "
+              f"--classes {' '.join(explanation.left_out)}")
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -282,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="diagnostic subclasses of one WFDB record")
     predict.add_argument("--run", type=Path, required=True, help="a complete run folder")
     predict.add_argument("record", type=Path, help="WFDB record path (with or without .hea)")
-    predict.add_argument("--top", type=int, default=5, help="rows of the probability table to print")
+    predict.add_argument("--top", type=positive_int, default=5, help="rows of the probability table to print")
     predict.set_defaults(handler=_predict)
 
     explain = commands.add_parser("explain", help="12-lead plot of one record with where the model looks")

@@ -19,6 +19,7 @@ import mmap
 import os
 import time
 import warnings
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -43,12 +44,15 @@ DEFAULT_FOLDS: dict[str, tuple[int, ...]] = {
     "train": (1, 2, 3, 4, 5, 6, 7, 8), "val": (9,), "test": (10,)}
 DATABASE_CSV = "ptbxl_database.csv"
 STATEMENTS_CSV = "scp_statements.csv"
-CACHE_FORMAT = 2  # 2: keyed on the resolved data folder, checked against every record file's stat
+CACHE_FORMAT = 3  # 2: keyed on the resolved data folder, checked against every record file's stat;
+# 3: the manifest holds the CRC-32 of the array's data, verified whenever the cache is opened
+CHECKSUM_BLOCK = 16 << 20  # bytes read at a time when verifying a cache's checksum
 # Records are read serially by default: on 2 cores a thread pool read 0.7-0.9x as fast as a serial loop
 # (wfdb parses headers in Python, under the GIL; benchmarks/RESULTS.md, loading).
 DEFAULT_READ_JOBS = 1
 HOW_TO_GET = ("get PTB-XL with `ecgkeras download --dest DIR`, make a synthetic copy with "
               "`ecgkeras synth --out DIR`, or point PTBXL_DIR at an existing copy")
+REDOWNLOAD = "re-download PTB-XL (`ecgkeras download --dest DIR`) or regenerate the synthetic copy (`ecgkeras synth`)"
 
 
 class Signals:
@@ -204,7 +208,7 @@ def _require_file(path: Path) -> Path:
 def read_statements(data_dir: str | Path) -> pd.DataFrame:
     """`scp_statements.csv` indexed by SCP code."""
     path = _require_file(Path(data_dir) / STATEMENTS_CSV)
-    statements = pd.read_csv(path, index_col=0)
+    statements = _read_csv(path, index_col=0)
     needed = {"diagnostic", "form", "rhythm", "diagnostic_class", "diagnostic_subclass"}
     if missing := needed - set(statements.columns):
         raise EcgkerasError(f"{path} lacks columns {sorted(missing)}: not PTB-XL's scp_statements.csv")
@@ -214,12 +218,48 @@ def read_statements(data_dir: str | Path) -> pd.DataFrame:
 def read_database(data_dir: str | Path) -> pd.DataFrame:
     """`ptbxl_database.csv` indexed by ecg_id, with `scp_codes` parsed into dicts."""
     path = _require_file(Path(data_dir) / DATABASE_CSV)
-    meta = pd.read_csv(path, index_col="ecg_id")
-    needed = {"scp_codes", "strat_fold", *FILENAME_COLUMN.values()}
+    meta = _read_csv(path)
+    needed = {"ecg_id", "scp_codes", "strat_fold", *FILENAME_COLUMN.values()}
     if missing := needed - set(meta.columns):
         raise EcgkerasError(f"{path} lacks columns {sorted(missing)}: not PTB-XL's ptbxl_database.csv")
+    _check_rows(path, meta)
+    meta = meta.assign(ecg_id=meta["ecg_id"].astype(np.int64), strat_fold=meta["strat_fold"].astype(np.int64))
+    meta = meta.set_index("ecg_id")
     meta["scp_codes"] = [_parse_scp_codes(path, ecg_id, text) for ecg_id, text in meta["scp_codes"].items()]
     return meta
+
+
+def _read_csv(path: Path, **options) -> pd.DataFrame:
+    """A CSV file, or a one-line error when it cannot be parsed (cut off, not text)."""
+    try:
+        return pd.read_csv(path, **options)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        reason = " ".join(str(exc).split())
+        raise EcgkerasError(f"cannot read {path} ({reason}): the file is truncated or damaged; {REDOWNLOAD}") from None
+
+
+def _check_rows(path: Path, meta: pd.DataFrame) -> None:
+    """Every row of the database is whole: an integer ecg_id (once) and fold, record paths inside the folder."""
+    needed = ["ecg_id", "strat_fold", *FILENAME_COLUMN.values()]
+    ids = pd.to_numeric(meta["ecg_id"], errors="coerce")
+    folds = pd.to_numeric(meta["strat_fold"], errors="coerce")
+    whole = meta[needed].notna().all(axis=1) & (ids % 1 == 0) & (folds % 1 == 0)
+    for column in FILENAME_COLUMN.values():
+        whole &= meta[column].map(lambda name: isinstance(name, str) and bool(name.strip()))
+    if not whole.all():
+        row = int(np.flatnonzero(~whole.to_numpy())[0])
+        blank = [column for column in needed if pd.isna(meta[column].iloc[row])]
+        what = f"{', '.join(blank)} empty" if blank else "a malformed ecg_id, strat_fold or record path"
+        raise EcgkerasError(f"{path}: data row {row + 1} (ecg_id {meta['ecg_id'].iloc[row]}) has {what}: the file "
+                            f"is truncated or damaged; {REDOWNLOAD}")
+    if (duplicated := ids[ids.duplicated()]).size:
+        raise EcgkerasError(f"{path}: ecg_id {int(duplicated.iloc[0])} appears more than once; {REDOWNLOAD}")
+    for column in FILENAME_COLUMN.values():
+        for ecg_id, name in zip(ids, meta[column]):
+            normal = os.path.normpath(name)
+            if os.path.isabs(normal) or normal == ".." or normal.startswith(f"..{os.sep}"):
+                raise EcgkerasError(f"{path}: {column} of ecg_id {int(ecg_id)} is {name!r}, outside the data "
+                                    f"folder {path.parent}; record paths must be relative to it: {REDOWNLOAD}")
 
 
 def _parse_scp_codes(path: Path, ecg_id: object, text: object) -> dict:
@@ -290,6 +330,11 @@ def read_record(path: str | Path, sampling_rate: int) -> np.ndarray:
         raise EcgkerasError(f"record file missing: {exc.filename}; re-download PTB-XL or regenerate "
                             "the dataset") from exc
     except Exception as exc:  # wfdb raises ValueError/IndexError/... on broken files
+        try:
+            wfdb.rdheader(str(path))  # only on failure: which file is broken, the header or the signal file
+        except Exception:
+            raise EcgkerasError(f"{header} is not a readable WFDB header ({' '.join(str(exc).split())}): give "
+                                "a WFDB record (a .hea header and the signal file it names)") from exc
         raise EcgkerasError(f"cannot read record {path}.dat ({exc}): the file is truncated or does "
                             "not match its header; re-download it") from exc
     if record.fs != sampling_rate:
@@ -345,17 +390,35 @@ def read_signals(data_dir: str | Path, filenames: list[str], sampling_rate: int,
     return signals if signals is not None else np.zeros((0, 0, len(LEADS)), np.float32)
 
 
-def _write_npy(handle: BinaryIO, records: Iterator[np.ndarray], n_records: int) -> None:
-    """Stream `n_records` equally shaped float32 records into `handle` as one `.npy` array."""
+def _write_npy(handle: BinaryIO, records: Iterator[np.ndarray], n_records: int) -> int:
+    """Stream `n_records` equally shaped float32 records into `handle` as one `.npy` array; returns the
+    CRC-32 of the array's data bytes, computed as they are written (no second pass)."""
     first = next(records, None)
     if first is None:
         np.save(handle, np.zeros((0, 0, len(LEADS)), np.float32))
-        return
+        return zlib.crc32(b"")
     np.lib.format.write_array_header_1_0(handle, {
         "descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
         "shape": (n_records, *first.shape)})
+    checksum = 0
     for signal in itertools.chain([first], records):
-        handle.write(np.ascontiguousarray(signal, np.float32).tobytes())
+        block = np.ascontiguousarray(signal, np.float32).tobytes()
+        handle.write(block)
+        checksum = zlib.crc32(block, checksum)
+    return checksum
+
+
+def _data_checksum(path: Path) -> int:
+    """CRC-32 of a `.npy` file's data bytes (everything after its header), read block by block."""
+    with open(path, "rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        read_header(handle)
+        checksum, buffer = 0, bytearray(CHECKSUM_BLOCK)
+        while n := handle.readinto(buffer):
+            checksum = zlib.crc32(memoryview(buffer)[:n], checksum)
+    return checksum
 
 
 # --------------------------------------------------------------------------- cache
@@ -424,6 +487,10 @@ def _read_cache(signals_path: Path, manifest_path: Path, key: str, fingerprint: 
         warnings.warn(f"record files changed since the signal cache {signals_path.parent} was built "
                       "(size or modification time): rebuilding it")
         return None
+    if _data_checksum(signals_path) != manifest.get("crc32"):  # last: it reads the whole file
+        log.warning("the signal cache %s does not match the checksum it was written with (its contents "
+                    "changed on disk): rebuilding it", signals_path.parent)
+        return None
     return signals
 
 
@@ -438,14 +505,15 @@ def _write_cache(records: Iterator[np.ndarray], n_records: int, signals_path: Pa
     try:
         signals_path.parent.mkdir(parents=True, exist_ok=True)
         manifest_path.unlink(missing_ok=True)
-        atomic_write(signals_path, lambda handle: _write_npy(handle, records, n_records))
+        checksums = []
+        atomic_write(signals_path, lambda handle: checksums.append(_write_npy(handle, records, n_records)))
     except OSError as exc:
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise _unwritable(signals_path.parent, exc) from exc
         raise
     signals = np.load(signals_path, mmap_mode="r")
     manifest = {"key": key, "records": fingerprint, "shape": list(signals.shape), "dtype": str(signals.dtype),
-                "bytes": signals_path.stat().st_size, "format": CACHE_FORMAT}
+                "bytes": signals_path.stat().st_size, "crc32": checksums[0], "format": CACHE_FORMAT}
     atomic_write_text(manifest_path, json.dumps(manifest))
 
 

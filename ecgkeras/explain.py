@@ -19,7 +19,7 @@ measurements in benchmarks/RESULTS.md ("Explanations"), script benchmarks/bench_
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -37,7 +37,7 @@ from ecgkeras.training import window_starts
 
 DEFAULT_METHOD = "integrated_gradients"  # most faithful in benchmarks/bench_explain.py
 INTEGRATION_STEPS = 32
-MAX_AUTO_CLASSES = 4  # predicted classes shown when none are named
+MAX_AUTO_CLASSES = 4  # predicted classes shown when none are named (the others are listed as left out)
 DELETION_FRACTIONS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
 SMOOTHING_SECONDS = 0.08  # the overlay is smoothed over 80 ms so that it reads as regions, not spikes
 BAND_HEIGHT = 0.12  # height of each class's evidence strip, as a share of the trace's range
@@ -60,8 +60,7 @@ class Classifier:
     @classmethod
     def from_run(cls, run: RunRecord) -> "Classifier":
         training = run.config.training
-        model = keras.models.load_model(run.run_dir / "model.keras", compile=False)
-        return cls(model, training.crop_length, training.window_stride)
+        return cls(run.load_model(), training.crop_length, training.window_stride)
 
     def __call__(self, X: tf.Tensor) -> tf.Tensor:
         length = X.shape[1]
@@ -184,19 +183,26 @@ class Explanation:
     table: pd.DataFrame  # class, probability, threshold, predicted (as `ecgkeras predict`)
     attributions: dict[str, np.ndarray]  # class -> (time, 12), same shape as `signal`
     method: str
+    left_out: list[str] = field(default_factory=list)  # predicted classes not drawn (beyond MAX_AUTO_CLASSES)
 
 
 def _run_name(run: RunRecord) -> str:
     return f"{run.display_name}, seed {run.seed}"
 
 
-def _chosen_classes(table: pd.DataFrame, names: Sequence[str] | None, run: RunRecord) -> list[str]:
+def _chosen_classes(table: pd.DataFrame, names: Sequence[str] | None, run: RunRecord) -> tuple[list[str], list[str]]:
+    """The classes to draw and the predicted ones left out: the named ones, else the first MAX_AUTO_CLASSES
+    predicted (none predicted: the most likely)."""
     if names:
         if unknown := [name for name in names if name not in run.classes]:
             raise EcgkerasError(f"unknown class(es) {unknown} for {run.run_dir}: choose from {', '.join(run.classes)}")
-        return list(dict.fromkeys(names))
+        chosen = list(dict.fromkeys(names))
+        if len(chosen) > len(CLASS_COLORS):
+            raise EcgkerasError(f"{len(chosen)} classes named: one figure draws at most {len(CLASS_COLORS)} "
+                                "readably; explain the others in a second figure (--classes ... --out OTHER)")
+        return chosen, []
     predicted = table.loc[table["predicted"], "class"].tolist()
-    return predicted[:MAX_AUTO_CLASSES] or table["class"].head(1).tolist()  # none predicted: the most likely
+    return (predicted[:MAX_AUTO_CLASSES] or table["class"].head(1).tolist()), predicted[MAX_AUTO_CLASSES:]
 
 
 def explain_record(run_dir: str | Path, record: str | Path, classes: Sequence[str] | None = None,
@@ -211,10 +217,11 @@ def explain_record(run_dir: str | Path, record: str | Path, classes: Sequence[st
     run = load_run(run_dir)
     signal, X = record_input(run, record)
     table = predict_record(run_dir, record)
+    chosen, left_out = _chosen_classes(table, classes, run)
     classifier = Classifier.from_run(run)
-    attributions = {name: attribute(classifier, X[0], run.classes.index(name), method)
-                    for name in _chosen_classes(table, classes, run)}
-    return Explanation(Path(record), _run_name(run), signal, run.config.sampling_rate, table, attributions, method)
+    attributions = {name: attribute(classifier, X[0], run.classes.index(name), method) for name in chosen}
+    return Explanation(Path(record), _run_name(run), signal, run.config.sampling_rate, table, attributions, method,
+                       left_out)
 
 
 def _smoothed_evidence(attribution: np.ndarray, sampling_rate: int) -> np.ndarray:
@@ -232,7 +239,7 @@ def plot_explanation(explanation: Explanation) -> plt.Figure:
     seconds = signal.shape[0] / rate
     time = np.arange(signal.shape[0]) / rate
     evidence = {name: _smoothed_evidence(values, rate) for name, values in explanation.attributions.items()}
-    colors = dict(zip(evidence, CLASS_COLORS * 2))
+    colors = dict(zip(evidence, CLASS_COLORS))
     fig, axes = plt.subplots(6, 2, figsize=(15, 11), sharex=True)
     for (row, column), ax in np.ndenumerate(axes):
         lead = LEADS.index(SIX_BY_TWO[row][column])
@@ -267,6 +274,8 @@ def plot_explanation(explanation: Explanation) -> plt.Figure:
     shown = " · ".join(f"{name} p={probabilities.loc[name, 'probability']:.2f} "
                        f"({'≥' if probabilities.loc[name, 'predicted'] else '<'} threshold "
                        f"{probabilities.loc[name, 'threshold']:.2f})" for name in evidence)
+    if explanation.left_out:
+        shown += f"\nalso predicted, not drawn: {', '.join(explanation.left_out)} (name them with --classes to draw them)"
     fig.suptitle(f"{explanation.record.name} under {explanation.run_name}: {shown}\n"
                  f"strips under each lead (top to bottom in legend order): evidence for each class "
                  f"({explanation.method.replace('_', ' ')}, positive part, {SMOOTHING_SECONDS * 1000:.0f} ms "

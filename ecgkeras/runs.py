@@ -8,13 +8,16 @@ A run folder holds:
   model.keras      the best model (by validation macro-AUPRC)
 A run trains into a staging folder beside its run folder and replaces it only once complete,
 so a folder with a record is always a complete run and a failed rerun keeps the previous one.
-`RunRecord` is the one reader of a run folder. Field by field documentation: results/README.md.
+`RunRecord` is the one reader of a run folder, and `RunRecord.load` the one definition of a
+complete run: its record, predictions and model all read back (`is_complete`, `find_runs`).
+Field by field documentation: results/README.md.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import zipfile
 import json
 import os
 import platform
@@ -47,6 +50,8 @@ RECORD_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.npz"
 RUN_FILES = (RECORD_FILE, PREDICTIONS_FILE, HISTORY_FILE, MODEL_FILE)
 RECORD_FORMAT = 2  # 2 added the data provenance and the full model configuration
+PREDICTION_ARRAYS = ("classes", *(f"{split}_{kind}" for split in ("val", "test") for kind in ("ecg_ids", "true", "prob")))
+MODEL_ENTRIES = ("config.json", "model.weights.h5")  # what Keras' .keras zip must hold to load
 PER_RUN = ("architecture", "seed")  # what differs between the runs of one study
 POLICIES: tuple[str, ...] = ("tuned", "fixed")
 SPLITS: tuple[str, ...] = ("val", "test")
@@ -176,9 +181,15 @@ class RunRecord:
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise EcgkerasError(f"run folder not found: {run_dir}")
-        if not all((run_dir / name).is_file() for name in RUN_FILES):
-            raise EcgkerasError(f"run folder {run_dir} is incomplete (interrupted or failed): rerun it, "
-                                "e.g. with `ecgkeras study` which redoes incomplete runs")
+        if run_dir.name.startswith(".") and run_dir.name.endswith((".staging", ".previous")):
+            raise EcgkerasError(f"{run_dir} is the working folder of a run being (re)trained or interrupted, "
+                                f"not a run: give its run folder {_run_beside(run_dir)}")
+        if missing := [name for name in RUN_FILES if not (run_dir / name).is_file()]:
+            if runs := sorted(path.parent for path in run_dir.glob(f"*/*/{RECORD_FILE}")):
+                raise EcgkerasError(f"{run_dir} is a study folder, not a run: give a run folder such as {runs[0]} "
+                                    f"(it holds {', '.join(path.relative_to(run_dir).as_posix() for path in runs)})")
+            raise EcgkerasError(f"run folder {run_dir} is incomplete ({', '.join(missing)} missing; interrupted or "
+                                "failed): rerun it, e.g. with `ecgkeras study` which redoes incomplete runs")
         path = run_dir / RECORD_FILE
         try:
             record = json.loads(path.read_text())
@@ -195,7 +206,38 @@ class RunRecord:
             run.config  # noqa: B018 -- checks the stored configuration once, here
         except EcgkerasError as exc:
             raise EcgkerasError(f"{path} holds an invalid configuration ({exc}): rerun this run") from None
+        run._check_predictions()
+        run._check_model()
         return run
+
+    def _check_predictions(self) -> None:
+        """predictions.npz reads back (zip CRCs included) with every array, consistent with the record."""
+        path = self.run_dir / PREDICTIONS_FILE
+        try:
+            predictions = self.predictions
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # 0-byte, truncated, garbage
+            raise EcgkerasError(f"cannot read {path} ({type(exc).__name__}: {exc}): the file is damaged; "
+                                "rerun this run") from None
+        if missing := [name for name in PREDICTION_ARRAYS if name not in predictions]:
+            raise EcgkerasError(f"{path} lacks the arrays {', '.join(missing)}: rerun this run")
+        n_classes = len(self.classes)
+        if list(predictions["classes"]) != self.classes or any(
+                predictions[f"{split}_{kind}"].shape != (len(predictions[f"{split}_ecg_ids"]), n_classes)
+                for split in SPLITS for kind in ("true", "prob")):
+            raise EcgkerasError(f"{path} does not match the classes of {self.run_dir / RECORD_FILE}: rerun this run")
+
+    def _check_model(self) -> None:
+        """model.keras is a whole zip (every CRC checks) holding Keras' configuration and weights; no TensorFlow."""
+        try:
+            with zipfile.ZipFile(self.model_path) as archive:
+                damaged = archive.testzip()
+                missing = [name for name in MODEL_ENTRIES if name not in archive.namelist()]
+        except (OSError, zipfile.BadZipFile, EOFError) as exc:
+            raise EcgkerasError(f"cannot read {self.model_path} ({type(exc).__name__}: {exc}): the file is "
+                                "damaged; rerun this run") from None
+        if damaged or missing:
+            problem = f"{damaged} fails its CRC" if damaged else f"{', '.join(missing)} missing"
+            raise EcgkerasError(f"{self.model_path} is damaged ({problem}): rerun this run")
 
     @cached_property
     def config(self) -> RunConfig:
@@ -320,7 +362,7 @@ class RunRecord:
 
 
 def is_complete(run_dir: str | Path) -> bool:
-    """A run counts as complete only once all its files exist and its record reads back."""
+    """Whether `run_dir` is a complete run: its record, predictions and model read back (`RunRecord.load`)."""
     try:
         RunRecord.load(run_dir)
     except EcgkerasError:
@@ -334,9 +376,21 @@ def load_run(run_dir: str | Path) -> RunRecord:
 
 
 def find_runs(study_dir: str | Path) -> list[RunRecord]:
-    """Every complete run folder under `study_dir`, sorted by path."""
-    return [RunRecord.load(path.parent) for path in sorted(Path(study_dir).rglob(RECORD_FILE))
-            if all((path.parent / name).is_file() for name in RUN_FILES) and not path.parent.name.startswith(".")]
+    """Every run folder under `study_dir` (a folder holding a record), sorted by path, each complete.
+
+    A run folder that does not read back (`RunRecord.load`) is a one-line error rather than left out:
+    results aggregated without it would silently change.
+    """
+    runs = []
+    for path in sorted(Path(study_dir).rglob(RECORD_FILE)):
+        if path.parent.name.startswith("."):  # staging or previous folders of runs being replaced
+            continue
+        try:
+            runs.append(RunRecord.load(path.parent))
+        except EcgkerasError as exc:
+            raise EcgkerasError(f"{exc}; `ecgkeras study` with the same options retrains it, or move "
+                                f"{path.parent} out of {study_dir} to leave it out") from None
+    return runs
 
 
 # --------------------------------------------------------------------------- staging
@@ -344,6 +398,11 @@ def find_runs(study_dir: str | Path) -> list[RunRecord]:
 
 def _beside(run_dir: Path, role: str) -> Path:
     return run_dir.with_name(f".{run_dir.name}.{role}")
+
+
+def _run_beside(folder: Path) -> Path:
+    """The run folder whose staging or previous folder `folder` is (inverse of `_beside`)."""
+    return folder.with_name(folder.name[1:].rsplit(".", 1)[0])
 
 
 def _finish_replacement(run_dir: Path) -> None:
@@ -539,11 +598,20 @@ def record_input(run: RunRecord, record: str | Path) -> tuple[np.ndarray, np.nda
     from ecgkeras.data import read_record, record_name
 
     config = run.config
+    if Path(record).is_dir():
+        example = next(Path(record).rglob("*.hea"), None)
+        raise EcgkerasError(f"record {record} is a folder: give one WFDB record in it"
+                            + (f", such as {record_name(example)}" if example else " (it holds no .hea header)"))
     signal = read_record(record_name(record), config.sampling_rate)
     expected = run.data["input_shape"]
-    if not config.training.crop_length and list(signal.shape) != expected:
+    crop = config.training.crop_length
+    if not crop and list(signal.shape) != expected:
         raise EcgkerasError(f"record {record} has shape {signal.shape}, the model of {run.run_dir} expects "
                             f"{tuple(expected)}")
+    if crop and len(signal) < crop:
+        raise EcgkerasError(f"record {record} has {len(signal)} samples ({len(signal) / config.sampling_rate:g} s), "
+                            f"the model of {run.run_dir} reads windows of {crop} samples: give a record of at "
+                            f"least {crop} samples at {config.sampling_rate} Hz")
     return signal, run.standardizer.transform(signal[np.newaxis])
 
 
