@@ -8,6 +8,7 @@ study folder or a cache can read them; `tempfile.mkstemp` alone would leave them
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -129,6 +130,17 @@ def _finish_swap(target: Path) -> None:
 
 
 @contextlib.contextmanager
+def _parent_locked(target: Path) -> Iterator[None]:
+    """Hold an OS lock on the folder holding `target`, so concurrent swaps of it take turns."""
+    fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
 def replaced_folder(target: str | Path, kind: str, option: str | None = None) -> Iterator[Path]:
     """A staging folder beside `target` that replaces it whole when the block succeeds.
 
@@ -141,7 +153,8 @@ def replaced_folder(target: str | Path, kind: str, option: str | None = None) ->
     target = Path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        _finish_swap(target)
+        with _parent_locked(target):
+            _finish_swap(target)
         check_replaceable(target, kind, option)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
         staging.chmod(0o777 & ~current_umask())
@@ -153,9 +166,13 @@ def replaced_folder(target: str | Path, kind: str, option: str | None = None) ->
         yield staging
         entries = sorted(path.name for path in staging.iterdir())
         atomic_write_text(staging / FOLDER_MARKER, json.dumps({"kind": kind, "entries": entries}, indent=1) + "\n")
-        if _marker(target) is not None:
-            os.replace(target, _beside(target, "previous"))
-        os.replace(staging, target)  # over a missing or empty folder
+        with _parent_locked(target):
+            check_replaceable(target, kind, option)  # again: another command may have written it meanwhile
+            if _marker(target) is not None:
+                os.replace(target, _beside(target, "previous"))
+            os.replace(staging, target)  # over a missing or empty folder
+            _finish_swap(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        _finish_swap(target)
+        with _parent_locked(target):
+            _finish_swap(target)
