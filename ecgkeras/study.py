@@ -194,7 +194,7 @@ def run_study(data_dir: str | Path, study_dir: str | Path,
     load_dataset(first)  # checks the data folder and builds the signal cache once, before parallel runs read it
     existing = _complete_runs(run_dir for run_dir in study_dir.glob("*/seed-*") if run_dir.is_dir())
     _check_configurations(study_dir, planned, existing, allow_mixed)
-    if aggregate:  # before training: aggregation replaces these folders at the end
+    if aggregate and not execution.shard:  # before training: aggregation replaces these folders at the end
         check_replaceable(study_dir / SUMMARY_DIR, SUMMARY_KIND)
         check_replaceable(study_dir / REPORT_DIR, REPORT_KIND)
     _write_study_file(study_dir, planned, existing)
