@@ -22,7 +22,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/ecgkeras study --demo
+	$(BIN)/ecgkeras study --demo --publish results/demo-synthetic
 
 test: install
 	$(BIN)/python -m pytest

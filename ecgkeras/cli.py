@@ -10,10 +10,10 @@ from pathlib import Path
 from ecgkeras import quiet
 from ecgkeras.errors import EcgkerasError
 
-DEMO_DATA = Path("data/synthetic-ptbxl")
+DEMO_DATA = "synthetic-ptbxl"  # inside the demo's study folder, unless --data-dir is given
 DEMO_STUDY = Path("runs/demo")
-DEMO_RESULTS = Path("results/demo-synthetic")
 DEMO_RECORDS = 1200
+DEMO_SEEDS = [0]
 # Short settings so the seven paper architectures train in about 10 minutes on 2 CPU cores.
 DEMO_PARAMETERS = {"epochs": 20, "batch_size": 32, "patience": 5, "bootstrap_resamples": 200}
 
@@ -103,16 +103,19 @@ def _study(args: argparse.Namespace) -> None:
     parameters = parse_parameters(args.param)
     data_dir, out = args.data_dir, args.out
     if args.demo:
-        from ecgkeras.synthetic import make_synthetic_ptbxl
-
-        data_dir = make_synthetic_ptbxl(args.data_dir or DEMO_DATA, n_records=DEMO_RECORDS, seed=0)
         out = out or DEMO_STUDY
         parameters = {**DEMO_PARAMETERS, **parameters}
-    if data_dir is None or out is None:
+    if data_dir is None and not args.demo or out is None:
         raise EcgkerasError("study needs --data-dir DIR and --out STUDY_DIR (or --demo)")
     for name in ("sampling_rate", "epochs"):
         if getattr(args, name) is not None:
             parameters[name] = getattr(args, name)
+    if args.publish:
+        _check_publish(args, out, parameters)
+    if args.demo:
+        from ecgkeras.synthetic import make_synthetic_ptbxl
+
+        data_dir = make_synthetic_ptbxl(args.data_dir or out / DEMO_DATA, n_records=DEMO_RECORDS, seed=0)
     result = run_study(data_dir, out, architectures=args.architectures or PAPER_ARCHITECTURES,
                        seeds=args.seeds, parameters=parameters, jobs=args.jobs, allow_mixed=args.allow_mixed,
                        log_output=args.verbose, execution=_execution(args))
@@ -131,11 +134,45 @@ def _study(args: argparse.Namespace) -> None:
         print(f"rerun this command (or `ecgkeras aggregate {result.study_dir}`) once they finish")
     if result.summary_dir:
         print(f"summary (tables and figures): {result.summary_dir}")
-        if args.demo:
-            print(f"published to {publish_summary(result.summary_dir, DEMO_RESULTS)}")
+        if args.publish and not result.failed:
+            print(f"published to {publish_summary(result.summary_dir, args.publish)}")
         print(f"report: open {result.study_dir / REPORT_DIR / 'index.html'} in a browser")
+    if args.publish and (result.failed or not result.summary_dir):
+        print(f"not published to {args.publish}: the study is not complete")
     if result.failed:
         sys.exit(1)
+
+
+def _check_publish(args: argparse.Namespace, study_dir: Path, parameters: dict) -> None:
+    """Before anything is made: --publish takes only the demo's own study, into a folder it may replace."""
+    from ecgkeras.executors import grid
+    from ecgkeras.files import check_replaceable
+    from ecgkeras.models import PAPER_ARCHITECTURES, get_architecture
+    from ecgkeras.runs import RunConfig, find_runs
+    from ecgkeras.study import PUBLISHED_KIND
+
+    def results(values: dict) -> dict:
+        return RunConfig.from_parameters(**{**values, "data_dir": "."}).shared_parameters(results_only=True)
+
+    if not args.demo:
+        raise EcgkerasError(f"--publish {args.publish}: only the demo study is published: `ecgkeras study --demo "
+                            "--publish DIR`")
+    demo, requested = results(DEMO_PARAMETERS), results(parameters)
+    differing = [f"{name} {requested[name]} (the demo's: {demo[name]})" for name in sorted(demo)
+                 if demo[name] != requested[name]]
+    architectures = [get_architecture(name).name for name in args.architectures or PAPER_ARCHITECTURES]
+    differing += [option for option, differs in (
+        ("--architectures", architectures != list(PAPER_ARCHITECTURES)), ("--seeds", args.seeds != DEMO_SEEDS),
+        ("--allow-mixed", args.allow_mixed), ("--shard", args.shard)) if differs]
+    if differing:
+        raise EcgkerasError(f"--publish {args.publish}: only the demo's own study is published (`ecgkeras study --demo "
+                            f"--publish DIR`), this one differs in {', '.join(differing)}: drop them, or drop --publish")
+    demo_grid = set(grid(study_dir.resolve(), PAPER_ARCHITECTURES, DEMO_SEEDS))
+    if study_dir.is_dir() and (others := [run.run_dir for run in find_runs(study_dir.resolve())
+                                          if run.run_dir not in demo_grid]):
+        raise EcgkerasError(f"--publish {args.publish}: {study_dir} also holds runs outside the demo's grid "
+                            f"({others[0]}, ...), which its summary would include: use another --out")
+    check_replaceable(args.publish.resolve(), PUBLISHED_KIND, "--publish")
 
 
 def _execution(args: argparse.Namespace):
@@ -183,9 +220,13 @@ def _status(args: argparse.Namespace) -> None:
 
 
 def _aggregate(args: argparse.Namespace) -> None:
+    from ecgkeras.runs import RunConfig
+    from ecgkeras.schema import check_parameter
     from ecgkeras.site import REPORT_DIR
     from ecgkeras.study import aggregate_study
 
+    check_parameter(RunConfig, "bootstrap_resamples", args.bootstrap_resamples,
+                    f"--bootstrap-resamples {args.bootstrap_resamples}")
     print(f"summary: {aggregate_study(args.study_dir, args.summary_dir, args.bootstrap_resamples)}")
     print(f"report: open {args.study_dir.resolve() / REPORT_DIR / 'index.html'} in a browser")
 
@@ -252,7 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--data-dir", type=Path, help="PTB-XL folder")
     study.add_argument("--out", type=Path, help="study folder (runs and summary)")
     study.add_argument("--demo", action="store_true",
-                       help=f"synthetic data in {DEMO_DATA}, study in {DEMO_STUDY}, short settings")
+                       help=f"synthetic data ({DEMO_RECORDS} records, in STUDY_DIR/{DEMO_DATA} unless --data-dir), "
+                            f"study in {DEMO_STUDY} unless --out, short settings")
+    study.add_argument("--publish", type=Path, metavar="DIR",
+                       help="with --demo and its own settings only: copy the summary's tables and figures to DIR "
+                            "(make demo: results/demo-synthetic)")
     study.add_argument("--architectures", nargs="+", metavar="NAME", help="default: the paper's seven")
     study.add_argument("--seeds", nargs="+", type=int, default=[0])
     study.add_argument("--sampling-rate", dest="sampling_rate", type=int, choices=(100, 500))

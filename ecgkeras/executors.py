@@ -165,6 +165,21 @@ def _group_alive(pgid: int) -> bool:
 KERNELS = _Kernels()
 
 
+def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any], env: dict[str, str] | None = None,
+                     log_output: bool = False) -> None:
+    """papermill executes `notebook` into `output` in a kernel with `env` added, which Ctrl-C stops."""
+    manager_class = _KernelManager.for_run(env or {})
+    try:
+        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3",
+                                   progress_bar=False, log_output=log_output, cwd=str(Path.cwd()),
+                                   kernel_manager_class=manager_class, extra_arguments=kernel_arguments())
+    except KeyboardInterrupt:  # Ctrl-C in this (main) thread: the kernel must not outlive the command
+        KERNELS.stop_all()
+        raise
+    finally:
+        KERNELS.discard(manager_class)
+
+
 def execute_run(notebook: Path, run_dir: Path, parameters: dict[str, Any], env: dict[str, str] | None = None,
                 executor: str = "local", log_output: bool = False) -> bool:
     """Execute the training notebook for `run_dir` under its lock; False if it was already complete.
@@ -176,17 +191,13 @@ def execute_run(notebook: Path, run_dir: Path, parameters: dict[str, Any], env: 
             return False
         run_dir.mkdir(parents=True, exist_ok=True)
         output = run_dir / notebook.name  # the executed notebook, beside the record
-        manager_class = _KernelManager.for_run({**(env or {}), EXECUTOR_VARIABLE: executor})
         try:
-            papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3",
-                                       progress_bar=False, log_output=log_output, cwd=str(Path.cwd()),
-                                       kernel_manager_class=manager_class, extra_arguments=kernel_arguments())
+            execute_notebook(notebook, output, parameters, {**(env or {}), EXECUTOR_VARIABLE: executor},
+                             log_output)
         except papermill.PapermillExecutionError as exc:  # a cell raised
             raise RunFailed(f"{exc.ename}: {exc.evalue} (see {output})") from None
         except Exception as exc:  # the kernel died or could not start
             raise RunFailed(f"{type(exc).__name__}: {exc} (see {output})") from None
-        finally:
-            KERNELS.discard(manager_class)
         if not is_complete(run_dir):
             raise RunFailed(f"notebook finished without a complete run record (see {output})")
     return True

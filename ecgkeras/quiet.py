@@ -53,14 +53,14 @@ def install_import_hook() -> None:
 
 @contextlib.contextmanager
 def standard_error_held_back() -> Iterator[None]:
-    """Send file descriptor 2 to a temporary file; replay it to the real one if the block raises."""
+    """Send file descriptor 2 to a temporary file; replay it to the real one if the block fails."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
         try:
             yield
-        except BaseException:
+        except Exception:  # not on Ctrl-C: the held lines would bury the one-line "interrupted" message
             sys.stderr.flush()
             os.dup2(saved, 2)
             held.seek(0)

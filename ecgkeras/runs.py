@@ -24,6 +24,8 @@ import platform
 import shutil
 import sys
 import time
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
@@ -332,12 +334,26 @@ class RunRecord:
     @cached_property
     def predictions(self) -> dict[str, np.ndarray]:
         """classes, {val,test}_ecg_ids, {val,test}_true, {val,test}_prob."""
-        with np.load(self.run_dir / PREDICTIONS_FILE, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
+        path = self.run_dir / PREDICTIONS_FILE
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                return {key: archive[key] for key in archive.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # numpy: "damaged"
+            raise EcgkerasError(f"cannot read {path} ({type(exc).__name__}): the file is damaged; "
+                                "rerun this run") from None
 
     @cached_property
     def history(self) -> pd.DataFrame:
-        return pd.read_csv(self.run_dir / HISTORY_FILE)
+        """One row per epoch (`loss`, `val_auprc`, ...), or a one-line error if the file is damaged."""
+        path = self.run_dir / HISTORY_FILE
+        try:
+            history = pd.read_csv(path)
+        except (OSError, ValueError) as exc:  # pandas: EmptyDataError, ParserError; UnicodeDecodeError
+            raise EcgkerasError(f"cannot read {path} ({type(exc).__name__}): the file is damaged; "
+                                "rerun this run") from None
+        if history.empty or "loss" not in history:
+            raise EcgkerasError(f"{path} holds no epoch with a loss: the file is damaged; rerun this run")
+        return history
 
     @property
     def model_path(self) -> Path:

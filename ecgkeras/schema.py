@@ -105,6 +105,24 @@ def _in_range(value: Any, rule: Constraint) -> bool:
     return rule.maximum is None or not (value > rule.maximum or (rule.below_maximum and value == rule.maximum))
 
 
+def _checked(spec: dataclasses.Field, annotation: Any, value: Any, label: str | None = None) -> Any:
+    """`value` coerced to the field's type and checked against its range; errors start with `label`."""
+    label = label or f"{spec.name}={value!r}"
+    try:
+        value = _coerce(value, annotation)
+    except TypeError:
+        raise EcgkerasError(f"{label}: expected {type_name(annotation)}") from None
+    rule: Constraint = spec.metadata["constraint"]
+    if not _in_range(value, rule):
+        raise EcgkerasError(f"{label}: must be {rule.describe()}")
+    return value
+
+
+def check_parameter(schema: type, name: str, value: Any, label: str | None = None) -> Any:
+    """`value` checked as parameter `name` of `schema` (e.g. a command-line option of the same meaning)."""
+    return _checked(schema.__dataclass_fields__[name], typing.get_type_hints(schema)[name], value, label)
+
+
 class Schema:
     """Mixin for dataclasses of `parameter` fields: strict checking on construction."""
 
@@ -116,15 +134,7 @@ class Schema:
         for spec in dataclasses.fields(self):
             if "constraint" not in spec.metadata:
                 continue
-            value = getattr(self, spec.name)
-            try:
-                value = _coerce(value, hints[spec.name])
-            except TypeError:
-                raise EcgkerasError(f"{spec.name}={value!r}: expected {type_name(hints[spec.name])}") from None
-            rule: Constraint = spec.metadata["constraint"]
-            if not _in_range(value, rule):
-                raise EcgkerasError(f"{spec.name}={value!r}: must be {rule.describe()}")
-            setattr(self, spec.name, value)
+            setattr(self, spec.name, _checked(spec, hints[spec.name], getattr(self, spec.name)))
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]):

@@ -17,7 +17,6 @@ import html
 import logging
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
@@ -25,12 +24,13 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from ecgkeras.errors import EcgkerasError
-from ecgkeras.files import atomic_write_text
+from ecgkeras.files import atomic_write_text, check_replaceable, replaced_folder
 from ecgkeras.figures import plot_history
 from ecgkeras.formatting import LABELS
 from ecgkeras.runs import RunRecord, find_runs
 
 REPORT_DIR = "report"
+REPORT_KIND = "report"  # the kind of folder `write_site` writes (`ecgkeras.files.replaced_folder`)
 SUMMARY_DIR = "summary"
 # Summary tables shown on the index, in this order, with their headings.
 SUMMARY_TABLES = {"results_tuned": "Test-fold results, validation-tuned thresholds",
@@ -219,7 +219,7 @@ def _render_notebooks(study_dir: Path, out_dir: Path) -> dict[Path, str]:
     links = {}
     for notebook in sorted(study_dir.rglob("*.ipynb")):
         relative = notebook.relative_to(study_dir)
-        if REPORT_DIR in relative.parts[:1] or ".ipynb_checkpoints" in relative.parts:
+        if REPORT_DIR in relative.parts[:1] or any(part.startswith(".") for part in relative.parts[:-1]):
             continue
         name = re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(relative.with_suffix("").parts)) + ".html"
         try:
@@ -281,22 +281,22 @@ def write_site(study_dir: str | Path, out_dir: str | Path | None = None,
                summary_dir: str | Path | None = None) -> Path:
     """Write the study's static HTML report (default `<study_dir>/report`); returns its index.html.
 
-    The site is built in a temporary folder and then moved into place, so an old report stays intact
-    until the new one is complete.
+    `out_dir` must be missing, empty or a report ecgkeras wrote (`ecgkeras.files.replaced_folder`):
+    the site is built beside it and swapped in whole, so an old report stays intact until the new
+    one is complete.
     """
     study_dir = Path(study_dir).resolve()
     if not study_dir.is_dir():
         raise EcgkerasError(f"study folder not found: {study_dir}")
+    out_dir = Path(out_dir).resolve() if out_dir else study_dir / REPORT_DIR
+    check_replaceable(out_dir, REPORT_KIND, "--out")
     runs = find_runs(study_dir)
     if not runs:
         raise EcgkerasError(f"no complete run in {study_dir}: run `ecgkeras study` first")
     summary_dir = Path(summary_dir).resolve() if summary_dir else study_dir / SUMMARY_DIR
     if not (summary_dir / "README.md").is_file():
         raise EcgkerasError(f"{summary_dir} holds no study summary: run `ecgkeras aggregate {study_dir}` first")
-    out_dir = Path(out_dir).resolve() if out_dir else study_dir / REPORT_DIR
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with replaced_folder(out_dir, REPORT_KIND, "--out") as staging:
         for folder in ("figures", "tables", "notebooks"):
             (staging / folder).mkdir()
         _copy_summary_files(summary_dir, staging)
@@ -319,22 +319,4 @@ def write_site(study_dir: str | Path, out_dir: str | Path | None = None,
                       for path, link in notebooks.items()) + "</ul>",
             '<h2 id="notes">Notes (summary README)</h2>', markdown_to_html(readme, heading_offset=1)])
         atomic_write_text(staging / "index.html", _page(f"Study report: {study_dir.name}", body, back=False))
-        staging.chmod(0o777 & ~_umask())
-        old = out_dir.with_name(f".{out_dir.name}.old")
-        if out_dir.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            out_dir.rename(old)
-        staging.rename(out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out_dir / "index.html"
-
-
-def _umask() -> int:
-    import os
-
-    current = os.umask(0)
-    os.umask(current)
-    return current

@@ -28,12 +28,12 @@ from tqdm import tqdm
 
 from ecgkeras import executors
 from ecgkeras.errors import EcgkerasError
-from ecgkeras.files import atomic_write_text
+from ecgkeras.files import atomic_write_text, check_replaceable, replaced_folder
 from ecgkeras.models import PAPER_ARCHITECTURES, get_architecture
 from ecgkeras.placement import device_slots
-from ecgkeras.quiet import kernel_arguments
 from ecgkeras.runs import RunConfig, RunRecord, find_runs, is_complete, load_dataset, load_run
-from ecgkeras.site import write_site
+from ecgkeras.schema import check_parameter
+from ecgkeras.site import REPORT_DIR, REPORT_KIND, SUMMARY_DIR, write_site
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -44,6 +44,9 @@ NOTEBOOK_SOURCES = resources.files("ecgkeras") / "notebooks"  # package data: th
 TRAIN_NOTEBOOK = "02_train_architecture"
 AGGREGATE_NOTEBOOK = "03_aggregate_results"
 STUDY_FILE = "study.json"
+SUMMARY_KIND = "summary"  # kinds of folder `ecgkeras.files.replaced_folder` replaces
+PUBLISHED_KIND = "published-summary"
+PUBLISHED_SUFFIXES = {".md", ".csv", ".tex", ".png", ".pdf"}  # what a published summary holds
 STUDY_FORMAT = 2  # 2: the configurations in the folder, each with its runs
 RUNNER_OWNED = {"architecture": "--architectures", "seed": "--seeds", "data_dir": "--data-dir"}
 
@@ -109,12 +112,6 @@ def _literal(value: str) -> Any:
 def parse_parameters(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
     """`-p NAME VALUE` pairs to a dict, values parsed as JSON where possible (checked by the schema later)."""
     return {name: _literal(value) for name, value in pairs}
-
-
-def _execute(notebook: Path, output: Path, parameters: dict[str, Any], log_output: bool) -> None:
-    papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3",
-                               progress_bar=False, log_output=log_output, cwd=str(Path.cwd()),
-                               extra_arguments=kernel_arguments())
 
 
 def plan_runs(data_dir: str | Path, study_dir: Path, architectures: Iterable[str], seeds: Iterable[int],
@@ -197,6 +194,9 @@ def run_study(data_dir: str | Path, study_dir: str | Path,
     load_dataset(first)  # checks the data folder and builds the signal cache once, before parallel runs read it
     existing = _complete_runs(run_dir for run_dir in study_dir.glob("*/seed-*") if run_dir.is_dir())
     _check_configurations(study_dir, planned, existing, allow_mixed)
+    if aggregate and not execution.shard:  # before training: aggregation replaces these folders at the end
+        check_replaceable(study_dir / SUMMARY_DIR, SUMMARY_KIND)
+        check_replaceable(study_dir / REPORT_DIR, REPORT_KIND)
     _write_study_file(study_dir, planned, existing)
     executors.remember_grid(study_dir, list(planned))
     with tempfile.TemporaryDirectory(prefix="ecgkeras-notebooks-") as tmp:
@@ -276,28 +276,46 @@ def _collect_slurm(study_dir: Path, runs: list[Path], result: StudyResult) -> No
 
 def aggregate_study(study_dir: str | Path, summary_dir: str | Path | None = None,
                     bootstrap_resamples: int = 1000, log_output: bool = False) -> Path:
-    """Execute the aggregation notebook on `study_dir`, then write its HTML report; returns the summary folder."""
+    """Execute the aggregation notebook on `study_dir`, then write its HTML report; returns the summary folder.
+
+    The summary is written into a staging folder that replaces `summary_dir` (default
+    `<study_dir>/summary`) only once the notebook succeeded, so a failed or interrupted
+    aggregation keeps the previous summary and report.
+    """
     study_dir = Path(study_dir).resolve()
+    check_parameter(RunConfig, "bootstrap_resamples", bootstrap_resamples)
     if not find_runs(study_dir):
         raise EcgkerasError(f"no complete run in {study_dir}: run `ecgkeras study` first")
-    summary_dir = Path(summary_dir).resolve() if summary_dir else study_dir / "summary"
-    summary_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        with tempfile.TemporaryDirectory(prefix="ecgkeras-notebooks-") as tmp:
-            _execute(to_ipynb(AGGREGATE_NOTEBOOK, Path(tmp)), summary_dir / f"{AGGREGATE_NOTEBOOK}.ipynb",
-                     {"study_dir": str(study_dir), "summary_dir": str(summary_dir),
-                      "bootstrap_resamples": bootstrap_resamples}, log_output)
-    except papermill.PapermillExecutionError as exc:
-        raise EcgkerasError(f"aggregation failed ({exc.ename}: {exc.evalue}); see "
-                            f"{summary_dir / (AGGREGATE_NOTEBOOK + '.ipynb')}") from exc
+    summary_dir = Path(summary_dir).resolve() if summary_dir else study_dir / SUMMARY_DIR
+    check_replaceable(study_dir / REPORT_DIR, REPORT_KIND)  # written next, from the new summary
+    with replaced_folder(summary_dir, SUMMARY_KIND, "--summary-dir") as staging:
+        executed = staging / f"{AGGREGATE_NOTEBOOK}.ipynb"
+        try:
+            with tempfile.TemporaryDirectory(prefix="ecgkeras-notebooks-") as tmp:
+                executors.execute_notebook(
+                    to_ipynb(AGGREGATE_NOTEBOOK, Path(tmp)), executed,
+                    {"study_dir": str(study_dir), "summary_dir": str(staging), "bootstrap_resamples": bootstrap_resamples},
+                    log_output=log_output)
+        except papermill.PapermillExecutionError as exc:
+            cause = exc.evalue if exc.ename == EcgkerasError.__name__ else f"{exc.ename}: {exc.evalue}"
+            raise EcgkerasError(f"aggregation failed ({cause}); the previous summary and report are kept") from None
+        except Exception as exc:  # the kernel died or could not start
+            raise EcgkerasError(f"aggregation failed ({type(exc).__name__}: {exc}); the previous summary and "
+                                "report are kept") from None
+        staged, final = (json.dumps(str(path))[1:-1] for path in (staging, summary_dir))
+        atomic_write_text(executed, executed.read_text(encoding="utf-8").replace(staged, final))  # where it ends up
     write_site(study_dir, summary_dir=summary_dir)  # the HTML report, <study_dir>/report/index.html
     return summary_dir
 
 
 def publish_summary(summary_dir: Path, target: Path) -> Path:
-    """Copy a summary's tables and figures (not notebooks) to `target`, e.g. results/demo-synthetic."""
-    target.mkdir(parents=True, exist_ok=True)
-    for path in summary_dir.iterdir():
-        if path.suffix in {".md", ".csv", ".tex", ".png", ".pdf"}:
-            shutil.copy2(path, target / path.name)
+    """Copy a summary's tables and figures (not notebooks) to `target`, e.g. results/demo-synthetic.
+
+    `target` is replaced whole, and only when missing, empty or published by ecgkeras before.
+    """
+    target = Path(target).resolve()
+    with replaced_folder(target, PUBLISHED_KIND, "--publish") as staging:
+        for path in summary_dir.iterdir():
+            if path.suffix in PUBLISHED_SUFFIXES:
+                shutil.copy2(path, staging / path.name)
     return target
