@@ -1,13 +1,14 @@
 """The study runner: one papermill execution of the training notebook per (architecture, seed).
 
 Layout of a study folder:
-  study.json                         each configuration in the folder with its runs
+  study.json                         each configuration in the folder with its runs, complete or planned
   <architecture>/seed-<k>/           one run record + its executed notebook
   summary/                           tables, figures and the executed aggregation notebook
 A rerun skips complete runs and redoes incomplete ones; a failed run is reported with the
 path of its executed notebook and does not stop the others. Runs execute on this machine
 (threads, one GPU slot each) or as a SLURM job array (ecgkeras.executors); a run being
-executed anywhere holds its lock (ecgkeras.locks), so no run is trained twice at once.
+executed anywhere holds its lock (ecgkeras.locks), so no run is trained twice at once, and a
+study registers its plan in study.json under the folder's lock, so a run folder takes one configuration.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from tqdm import tqdm
 from ecgkeras import executors
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.files import atomic_write_text
+from ecgkeras.locks import study_lock
 from ecgkeras.models import PAPER_ARCHITECTURES, get_architecture
 from ecgkeras.placement import device_slots
 from ecgkeras.quiet import kernel_arguments
-from ecgkeras.locks import study_lock
 from ecgkeras.runs import RECORD_FILE, RunConfig, RunRecord, checked_parts, find_runs, is_complete, load_dataset, \
     load_run
 from ecgkeras.site import write_site
@@ -171,10 +172,10 @@ def _check_study_folder(study_dir: Path) -> None:
     if study_dir.exists() and not study_dir.is_dir():
         raise EcgkerasError(f"--out {study_dir} is a file: give a folder for the study")
     for folder in (study_dir, *study_dir.parents):
-        inside = folder != study_dir
-        if (folder / RECORD_FILE).is_file() or (inside and (folder / STUDY_FILE).is_file()):
-            raise EcgkerasError(f"--out {study_dir} is inside the {'run' if (folder / RECORD_FILE).is_file() else 'study'}"
-                                f" folder {folder}: choose a folder outside it")
+        if (folder / RECORD_FILE).is_file():
+            raise EcgkerasError(f"--out {study_dir} is inside the run folder {folder}: choose a folder outside it")
+        if folder != study_dir and (folder / STUDY_FILE).is_file():
+            raise EcgkerasError(f"--out {study_dir} is inside the study folder {folder}: choose a folder outside it")
 
 
 def _complete_runs(run_dirs: Iterable[Path]) -> dict[Path, RunRecord]:

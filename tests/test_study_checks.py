@@ -17,9 +17,16 @@ from ecgkeras.quiet import QUIET_ENV
 from ecgkeras.runs import RunConfig
 from ecgkeras.study import STUDY_FILE, TRAIN_NOTEBOOK, run_study, to_ipynb
 from test_notebooks import TINY
-from test_study_execution import ecgkeras, fake_gpus, finish, study_args
+from test_study_execution import ecgkeras, fake_gpus, finish
 
-TINY_ARGS = [arg for name, value in TINY.items() for arg in ("-p", name, json.dumps(value))]
+
+
+def tiny_args(**changes) -> list[str]:
+    """`-p NAME VALUE` for the TINY settings, with `changes`."""
+    return [arg for name, value in {**TINY, **changes}.items() for arg in ("-p", name, json.dumps(value))]
+
+
+TINY_ARGS = tiny_args()
 
 
 @pytest.fixture(autouse=True)
@@ -70,11 +77,10 @@ def tiny_study(synthetic_ptbxl, tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_allow_mixed_never_reports_success_for_runs_of_another_configuration(tiny_study, synthetic_ptbxl, capsys):
     before = listing(tiny_study)
-    refused(["study", "--data-dir", synthetic_ptbxl, "--out", tiny_study, "--architectures", "cnn", *TINY_ARGS,
-             "-p", "batch_size", "16", "--allow-mixed"], capsys, "cnn/seed-0", "batch_size 32 there, 16 now",
-            "another --out")
-    refused(["study", "--data-dir", synthetic_ptbxl, "--out", tiny_study, "--architectures", "cnn", *TINY_ARGS,
-             "-p", "batch_size", "16"], capsys, "different configuration", "--allow-mixed")
+    refused(["study", "--data-dir", synthetic_ptbxl, "--out", tiny_study, "--architectures", "cnn", *tiny_args(learning_rate=0.002),
+             "--allow-mixed"], capsys, "cnn/seed-0", "learning_rate 0.001 there, 0.002 now", "another --out")
+    refused(["study", "--data-dir", synthetic_ptbxl, "--out", tiny_study, "--architectures", "cnn", *tiny_args(learning_rate=0.002)],
+            capsys, "different configuration", "--allow-mixed")
     assert listing(tiny_study) == before
 
 
@@ -83,15 +89,16 @@ def test_allow_mixed_never_reports_success_for_runs_of_another_configuration(tin
 @pytest.mark.slow
 def test_a_study_started_beside_a_planned_one_with_other_parameters_is_refused(synthetic_ptbxl, tmp_path, capsys):
     out = tmp_path / "study"
-    first = ecgkeras(*study_args(synthetic_ptbxl, out, "--architectures", "cnn", "-p", "epochs", "3"))
+    first = ecgkeras("study", "--data-dir", str(synthetic_ptbxl), "--out", str(out), "--architectures", "cnn",
+                     *tiny_args(epochs=3))
     deadline = time.monotonic() + 120
     while not (out / STUDY_FILE).is_file() and time.monotonic() < deadline:
         time.sleep(0.2)
     other = ["study", "--data-dir", synthetic_ptbxl, "--out", out, "--architectures", "cnn",
-             *TINY_ARGS, "-p", "epochs", "3", "-p", "batch_size", "16"]
+             *tiny_args(learning_rate=0.002)]
     try:
         described = (out / STUDY_FILE).read_bytes()
-        refused(other, capsys, "different configuration", "batch_size 32 there, 16 now")
+        refused(other, capsys, "different configuration", "planned by another study")
         refused([*other, "--allow-mixed"], capsys, "cnn/seed-0", "another --out")
         assert (out / STUDY_FILE).read_bytes() == described
     finally:
@@ -99,11 +106,11 @@ def test_a_study_started_beside_a_planned_one_with_other_parameters_is_refused(s
         finish(first, timeout=120)
     # --allow-mixed trains its own free runs only, and study.json tells the two configurations apart
     code, stdout, err = cli(["study", "--data-dir", synthetic_ptbxl, "--out", out, "--architectures", "cnn",
-                             "--seeds", "1", *TINY_ARGS, "-p", "batch_size", "16", "--allow-mixed"], capsys)
+                             "--seeds", "1", *tiny_args(learning_rate=0.002), "--allow-mixed"], capsys)
     assert code == 0 and "1 run(s) completed" in stdout, err
     groups = json.loads((out / STUDY_FILE).read_text())["configurations"]
-    assert sorted((group["parameters"]["batch_size"], group["parameters"]["epochs"], group["runs"])
-                  for group in groups) == [(16, 1, ["cnn/seed-1"]), (32, 3, ["cnn/seed-0"])]
+    assert sorted((group["parameters"]["learning_rate"], group["parameters"]["epochs"], group["runs"])
+                  for group in groups) == [(0.001, 3, ["cnn/seed-0"]), (0.002, 1, ["cnn/seed-1"])]
 
 
 # -- 3, 4, 6: one planner, each value once, --list-runs checks like the study --------------------
