@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ DEMO_DATA = "synthetic-ptbxl"  # inside the demo's study folder, unless --data-d
 DEMO_STUDY = Path("runs/demo")
 DEMO_RECORDS = 1200
 DEMO_SEEDS = [0]
+PTBXL_VARIABLE = "PTBXL_DIR"  # where `study` finds PTB-XL without --data-dir
 # Short settings so the seven paper architectures train in about 10 minutes on 2 CPU cores.
 DEMO_PARAMETERS = {"epochs": 20, "batch_size": 32, "patience": 5, "bootstrap_resamples": 200}
 
@@ -92,33 +94,51 @@ def _notebooks(args: argparse.Namespace) -> None:
         print(target)
 
 
+def _study_inputs(args: argparse.Namespace) -> tuple[dict, Path | None, Path | None]:
+    """The run parameters, data folder and study folder a `study` command asks for (nothing written)."""
+    from ecgkeras.study import parse_parameters
+
+    parameters = parse_parameters(args.param)
+    for name in ("sampling_rate", "epochs"):
+        if getattr(args, name) is not None:
+            if name in parameters:
+                raise EcgkerasError(f"{name} is given twice (-p {name} {parameters[name]!r} and "
+                                    f"--{name.replace('_', '-')} {getattr(args, name)}): give it once")
+            parameters[name] = getattr(args, name)
+    data_dir, out = args.data_dir, args.out
+    if data_dir is None and not args.demo and os.environ.get(PTBXL_VARIABLE):
+        data_dir = Path(os.environ[PTBXL_VARIABLE])
+    if args.demo:
+        out = out or DEMO_STUDY
+        data_dir = data_dir or out / DEMO_DATA
+        parameters = {**DEMO_PARAMETERS, **parameters}
+    return parameters, data_dir, out
+
+
 def _study(args: argparse.Namespace) -> None:
     from ecgkeras.models import PAPER_ARCHITECTURES
     from ecgkeras.site import REPORT_DIR
-    from ecgkeras.study import parse_parameters, publish_summary, run_study
+    from ecgkeras.study import publish_summary, run_study
 
     if args.list_runs:
         _list_runs(args)
         return
-    parameters = parse_parameters(args.param)
-    data_dir, out = args.data_dir, args.out
+    execution = _execution(args)
+    parameters, data_dir, out = _study_inputs(args)
+    if data_dir is None or out is None:
+        raise EcgkerasError(f"study needs --data-dir DIR (or ${PTBXL_VARIABLE}) and --out STUDY_DIR (or --demo)")
     if args.demo:
-        out = out or DEMO_STUDY
-        parameters = {**DEMO_PARAMETERS, **parameters}
-    if data_dir is None and not args.demo or out is None:
-        raise EcgkerasError("study needs --data-dir DIR and --out STUDY_DIR (or --demo)")
-    for name in ("sampling_rate", "epochs"):
-        if getattr(args, name) is not None:
-            parameters[name] = getattr(args, name)
+        from ecgkeras.study import plan_study
+        from ecgkeras.synthetic import make_synthetic_ptbxl
+
+        plan_study(None, out.resolve(), args.architectures or PAPER_ARCHITECTURES, args.seeds, parameters)
     if args.publish:
         _check_publish(args, out, parameters)
     if args.demo:
-        from ecgkeras.synthetic import make_synthetic_ptbxl
-
-        data_dir = make_synthetic_ptbxl(args.data_dir or out / DEMO_DATA, n_records=DEMO_RECORDS, seed=0)
+        data_dir = make_synthetic_ptbxl(data_dir, n_records=DEMO_RECORDS, seed=0)  # once the parameters pass
     result = run_study(data_dir, out, architectures=args.architectures or PAPER_ARCHITECTURES,
                        seeds=args.seeds, parameters=parameters, jobs=args.jobs, allow_mixed=args.allow_mixed,
-                       log_output=args.verbose, execution=_execution(args))
+                       log_output=args.verbose, execution=execution)
     print(f"study {result.study_dir}: {len(result.completed)} run(s) completed, "
           f"{len(result.skipped)} already complete, {len(result.failed)} failed"
           + (f", {len(result.locked)} running elsewhere" if result.locked else "")
@@ -194,15 +214,18 @@ def _execution(args: argparse.Namespace):
 
 
 def _list_runs(args: argparse.Namespace) -> None:
-    from ecgkeras.executors import grid, parse_shard, run_id, shard
-    from ecgkeras.models import PAPER_ARCHITECTURES, get_architecture
+    """The run ids a `study` command would execute, from the study's own planner and checks."""
+    from ecgkeras.executors import parse_shard, run_id
+    from ecgkeras.models import PAPER_ARCHITECTURES
+    from ecgkeras.study import plan_study
 
-    root = Path("/")
-    runs = grid(root, [get_architecture(name).name for name in args.architectures or PAPER_ARCHITECTURES],
-                args.seeds)
-    if args.shard:
-        runs = shard(runs, *parse_shard(args.shard))
-    print("\n".join(run_id(root, run_dir) for run_dir in runs))
+    parameters, data_dir, out = _study_inputs(args)
+    if args.demo and args.data_dir is None:
+        data_dir = None  # the demo's data is made by the study itself: nothing to check yet
+    study_dir = out.resolve() if out else Path("/")
+    plan = plan_study(data_dir, study_dir, args.architectures or PAPER_ARCHITECTURES, args.seeds, parameters,
+                      parse_shard(args.shard) if args.shard else None)
+    print("\n".join(run_id(study_dir, run_dir) for run_dir in plan.runs))
 
 
 def _status(args: argparse.Namespace) -> None:
@@ -290,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     notebooks.set_defaults(handler=_notebooks)
 
     study = commands.add_parser("study", help="run architectures x seeds with papermill, then aggregate")
-    study.add_argument("--data-dir", type=Path, help="PTB-XL folder")
+    study.add_argument("--data-dir", type=Path, help=f"PTB-XL folder (default: ${PTBXL_VARIABLE} when set)")
     study.add_argument("--out", type=Path, help="study folder (runs and summary)")
     study.add_argument("--demo", action="store_true",
                        help=f"synthetic data ({DEMO_RECORDS} records, in STUDY_DIR/{DEMO_DATA} unless --data-dir), "

@@ -67,9 +67,10 @@ def run_id(study_dir: Path, run_dir: Path) -> str:
 
 
 def grid(study_dir: Path, architectures: Iterable[str], seeds: Iterable[int]) -> list[Path]:
-    """The run folders of architectures x seeds, in a fixed order (architecture-major)."""
-    seeds = list(seeds)
-    return [study_dir / architecture / f"seed-{seed}" for architecture in architectures for seed in seeds]
+    """The run folders of architectures x seeds, in a fixed order (architecture-major), each once."""
+    seeds = list(dict.fromkeys(seeds))
+    return [study_dir / architecture / f"seed-{seed}" for architecture in dict.fromkeys(architectures)
+            for seed in seeds]
 
 
 def parse_shard(value: str) -> tuple[int, int]:
@@ -89,13 +90,32 @@ def shard(runs: list[Path], index: int, count: int) -> list[Path]:
     return runs[index - 1::count]
 
 
+def _read_json(path: Path, valid: Callable[[Any], bool], default: Any, regenerated_by: str) -> Any:
+    """A study's bookkeeping file, `default` when absent, or a one-line error when damaged."""
+    if not path.is_file():
+        return default
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+        readable = valid(content)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        readable = False
+    if not readable:
+        raise EcgkerasError(f"{path} is damaged (not what ecgkeras wrote there): delete it, then {regenerated_by}")
+    return content
+
+
+def known_grid(study_dir: Path) -> list[str]:
+    """The run ids in the study's grid file (the union of what its commands asked for)."""
+    return _read_json(study_dir / GRID_FILE, lambda ids: isinstance(ids, list) and all(
+        isinstance(rid, str) for rid in ids), [], "rerun the study command (runs already complete are kept)")
+
+
 def remember_grid(study_dir: Path, runs: list[Path]) -> None:
-    """Add `runs` to the study's grid file (the union of what its commands asked for)."""
-    path = study_dir / GRID_FILE
-    known = json.loads(path.read_text()) if path.is_file() else []
+    """Add `runs` to the study's grid file."""
+    known = known_grid(study_dir)
     ids = known + [r for r in (run_id(study_dir, run) for run in runs) if r not in known]
     if ids != known:
-        atomic_write_text(path, json.dumps(ids, indent=1))
+        atomic_write_text(study_dir / GRID_FILE, json.dumps(ids, indent=1))
 
 
 # -- one run ---------------------------------------------------------------------------------
@@ -191,6 +211,7 @@ def execute_run(notebook: Path, run_dir: Path, parameters: dict[str, Any], env: 
             return False
         run_dir.mkdir(parents=True, exist_ok=True)
         output = run_dir / notebook.name  # the executed notebook, beside the record
+        _keep_earlier_attempt(output)
         try:
             execute_notebook(notebook, output, parameters, {**(env or {}), EXECUTOR_VARIABLE: executor},
                              log_output)
@@ -201,6 +222,17 @@ def execute_run(notebook: Path, run_dir: Path, parameters: dict[str, Any], env: 
         if not is_complete(run_dir):
             raise RunFailed(f"notebook finished without a complete run record (see {output})")
     return True
+
+
+def _keep_earlier_attempt(output: Path) -> None:
+    """Rename an executed notebook of an earlier attempt to `<name>.attempt-<k>.ipynb` (k = 1, 2, ...),
+    so a rerun never overwrites the evidence of why the earlier one failed."""
+    if not output.exists():
+        return
+    attempt = 1
+    while (earlier := output.with_name(f"{output.stem}.attempt-{attempt}{output.suffix}")).exists():
+        attempt += 1
+    os.replace(output, earlier)
 
 
 def run_parameters(shared: dict[str, Any], run_dir: Path) -> dict[str, Any]:
@@ -287,6 +319,14 @@ def _submitit():
     return submitit
 
 
+def check_slurm():
+    """submitit, once it and `sbatch` are found; a one-line error otherwise (checked before a study writes)."""
+    submitit = _submitit()
+    if shutil.which("sbatch") is None:
+        raise EcgkerasError("--executor slurm: sbatch not found on PATH; run on a SLURM login node")
+    return submitit
+
+
 class SlurmRun:
     """The callable of one array task: execute one run folder; requeued on preemption/timeout."""
 
@@ -316,9 +356,7 @@ class SlurmRun:
 def submit_slurm(notebook: Path, study_dir: Path, runs: list[Path], shared: dict[str, Any],
                  options: SlurmOptions, jobs: int) -> str:
     """Submit `runs` as one job array (at most `jobs` at a time); returns the array's job id."""
-    submitit = _submitit()
-    if shutil.which("sbatch") is None:
-        raise EcgkerasError("--executor slurm: sbatch not found on PATH; run on a SLURM login node")
+    submitit = check_slurm()
     folder = study_dir / SLURM_DIR
     folder.mkdir(parents=True, exist_ok=True)
     kept_notebook = folder / notebook.name  # the tasks read it after the submitter's temporary copy is gone
@@ -341,7 +379,7 @@ def submit_slurm(notebook: Path, study_dir: Path, runs: list[Path], shared: dict
     except Exception as exc:  # sbatch refused (bad partition, account, limits): say what it said
         raise EcgkerasError(f"SLURM refused the job array: {' '.join(str(exc).split())[:500]}") from None
     jobs_file = folder / SLURM_JOBS_FILE
-    known = json.loads(jobs_file.read_text()) if jobs_file.is_file() else {}
+    known = slurm_jobs(study_dir)
     for run_dir, job in zip(runs, submitted):
         known[run_id(study_dir, run_dir)] = {"job_id": job.job_id, "log": str(job.paths.stderr)}
     atomic_write_text(jobs_file, json.dumps(known, indent=1))
@@ -360,8 +398,9 @@ def queued_jobs(job_ids: Iterable[str]) -> dict[str, str]:
 
 def slurm_jobs(study_dir: Path) -> dict[str, dict[str, str]]:
     """Run id -> {'job_id', 'log'} of the study's SLURM submissions (latest per run)."""
-    path = study_dir / SLURM_DIR / SLURM_JOBS_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return _read_json(study_dir / SLURM_DIR / SLURM_JOBS_FILE, lambda jobs: isinstance(jobs, dict) and all(
+        isinstance(job, dict) and isinstance(job.get("job_id"), str) and isinstance(job.get("log"), str)
+        for job in jobs.values()), {}, "rerun the study command to resubmit the runs that are not complete")
 
 
 def queued_runs(study_dir: Path, runs: list[Path]) -> dict[Path, str]:
@@ -401,7 +440,7 @@ def run_status(study_dir: Path) -> list[tuple[str, str, str]]:
     from ecgkeras.study import TRAIN_NOTEBOOK  # here: the study module imports this one
 
     executed = f"{TRAIN_NOTEBOOK}.ipynb"
-    ids = json.loads((study_dir / GRID_FILE).read_text()) if (study_dir / GRID_FILE).is_file() else []
+    ids = known_grid(study_dir)
     ids += sorted(p.parent.relative_to(study_dir).as_posix() for p in study_dir.glob(f"*/seed-*/{executed}")
                   if p.parent.relative_to(study_dir).as_posix() not in ids)
     jobs = slurm_jobs(study_dir)

@@ -4,6 +4,8 @@ The lock is an OS lock (`fcntl.flock`) on `<run folder>.lock` beside the run fol
 with its owner: a crashed study, a killed SLURM job or a rebooted host never leaves a run locked
 forever. The file also holds its owner (host, pid, SLURM job, start time) for messages; an owner's
 description found in a file nobody holds anymore is a stale lock, taken over with a warning.
+The study folder has one too (`study_lock`), held while a study checks and registers its
+configuration, so studies started at once into one folder never mix configurations unasked.
 On a shared file system flock must reach the server (NFSv4 and Lustre/GPFS do).
 """
 
@@ -21,6 +23,8 @@ from typing import Iterator
 from ecgkeras.placement import execution_context
 
 log = logging.getLogger(__name__)
+
+STUDY_LOCK = ".study.lock"  # in the study folder: held while a study registers its configuration
 
 
 class RunLocked(Exception):
@@ -49,23 +53,10 @@ def describe_owner(text: str) -> str:
 @contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold the lock of `run_dir` for the block, or raise RunLocked at once if a live owner has it."""
-    path = lock_path(run_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = describe_owner(_read(fd))
-            os.close(fd)
-            raise RunLocked(run_dir, owner) from None
-        try:
-            same_file = os.fstat(fd).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            same_file = False
-        if same_file:
-            break
-        os.close(fd)  # the previous owner removed the file after we opened it: lock the new one
+    try:
+        fd = _locked(lock_path(run_dir), blocking=False)
+    except BlockingIOError as exc:
+        raise RunLocked(run_dir, describe_owner(exc.args[-1])) from None
     try:
         if previous := _read(fd):
             log.warning("taking over the stale lock of %s (%s is gone)", run_dir, describe_owner(previous))
@@ -76,8 +67,47 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         os.pwrite(fd, json.dumps(owner).encode(), 0)
         yield
     finally:
-        path.unlink(missing_ok=True)  # while still locked: a waiter that opened it retries on the new file
-        os.close(fd)
+        _release(lock_path(run_dir), fd)
+
+
+@contextmanager
+def study_lock(study_dir: Path) -> Iterator[None]:
+    """Hold the study folder's lock for the block, waiting for another process that holds it.
+
+    Studies hold it only while they check and register their configuration in the study file,
+    so two studies started at once into one folder see each other's plans.
+    """
+    path = study_dir / STUDY_LOCK
+    fd = _locked(path, blocking=True)
+    try:
+        yield
+    finally:
+        _release(path, fd)
+
+
+def _locked(path: Path, blocking: bool) -> int:
+    """An open descriptor of `path` holding its exclusive flock; BlockingIOError(owner text) if taken."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            owner = _read(fd)
+            os.close(fd)
+            raise BlockingIOError(owner) from None
+        try:
+            same_file = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same_file = False
+        if same_file:
+            return fd
+        os.close(fd)  # the previous owner removed the file after we opened it: lock the new one
+
+
+def _release(path: Path, fd: int) -> None:
+    path.unlink(missing_ok=True)  # while still locked: a waiter that opened it retries on the new file
+    os.close(fd)
 
 
 def lock_owner(run_dir: Path) -> str | None:

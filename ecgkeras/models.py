@@ -141,6 +141,29 @@ def classification_head(x, n_classes: int, head_units: int = 128, dropout: float
     return layers.Dense(n_classes, activation="sigmoid", name="probabilities")(x)
 
 
+def check_model(name: str, input_shape: tuple[int | None, int], n_classes: int, config: ModelConfig,
+                sampling_rate: int = 100) -> None:
+    """Refuse a model that cannot be built (no class, an input the front-end cannot fill, a depth the
+    architecture lacks); `build_model` calls it, and a study before it writes anything."""
+    arch = get_architecture(name)
+    if n_classes < 1:
+        raise EcgkerasError(f"n_classes={n_classes}: a model needs at least one class")
+    if len(input_shape) != 2:
+        raise EcgkerasError(f"input_shape={tuple(input_shape)}: expected (time steps, leads)")
+    reduction = _stem_pool(sampling_rate) * config.pool_size ** len(config.filters)
+    if input_shape[0] is not None and input_shape[0] < reduction:
+        raise EcgkerasError(f"input_shape={tuple(input_shape)}: {input_shape[0]} time steps are too few for "
+                            f"the front-end, which downsamples by {reduction}; use longer records or crops")
+    if config.depth is not None and arch.cell is None:
+        raise EcgkerasError(f"depth={config.depth} does not apply to {name!r}: the CNN baseline has no "
+                            "recurrent layers")
+
+
+def _stem_pool(sampling_rate: int) -> int:
+    """The front-end's averaging factor: records above 100 Hz are brought down to about 100 Hz first."""
+    return max(1, sampling_rate // 100)
+
+
 def build_model(name: str, input_shape: tuple[int, int], n_classes: int, config: ModelConfig | None = None,
                 *, sampling_rate: int = 100, **options: Any) -> keras.Model:
     """Build the registered architecture `name` as an uncompiled functional model.
@@ -151,21 +174,10 @@ def build_model(name: str, input_shape: tuple[int, int], n_classes: int, config:
     """
     arch = get_architecture(name)
     config = ModelConfig.from_dict({**(config.to_dict() if config else {}), **options})
-    if n_classes < 1:
-        raise EcgkerasError(f"n_classes={n_classes}: a model needs at least one class")
-    if len(input_shape) != 2:
-        raise EcgkerasError(f"input_shape={tuple(input_shape)}: expected (time steps, leads)")
-    stem_pool = max(1, sampling_rate // 100)
-    reduction = stem_pool * config.pool_size ** len(config.filters)
-    if input_shape[0] is not None and input_shape[0] < reduction:
-        raise EcgkerasError(f"input_shape={tuple(input_shape)}: {input_shape[0]} time steps are too few for "
-                            f"the front-end, which downsamples by {reduction}; use longer records or crops")
-    if config.depth is not None and arch.cell is None:
-        raise EcgkerasError(f"depth={config.depth} does not apply to {name!r}: the CNN baseline has no "
-                            "recurrent layers")
-
+    check_model(name, input_shape, n_classes, config, sampling_rate)
     inputs = keras.Input(shape=tuple(input_shape), name="ecg")
-    x = conv_front_end(inputs, config.filters, config.kernel_sizes, config.pool_size, stem_pool)
+    x = conv_front_end(inputs, config.filters, config.kernel_sizes, config.pool_size,
+                       _stem_pool(sampling_rate))
     if arch.cell is None:
         x = pooled_features(x)
     else:

@@ -20,11 +20,8 @@ CPU_ONLY = "-1"  # CUDA_VISIBLE_DEVICES value that hides every GPU (TensorFlow t
 EXECUTOR_VARIABLE = "ECGKERAS_EXECUTOR"  # set by the study runner in each run's kernel environment
 
 
-def detect_gpus() -> list[str]:
-    """Indices of the GPUs `nvidia-smi -L` lists (respecting CUDA_VISIBLE_DEVICES); [] without one."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return [d for d in (part.strip() for part in visible.split(",")) if d and d != CPU_ONLY]
+def listed_gpus() -> list[str]:
+    """Indices of the GPUs `nvidia-smi -L` lists on this machine; [] without nvidia-smi or a GPU."""
     if shutil.which("nvidia-smi") is None:
         return []
     try:
@@ -33,6 +30,30 @@ def detect_gpus() -> list[str]:
         return []
     return [str(i) for i, line in enumerate(line for line in listing.stdout.splitlines()
                                             if line.startswith("GPU "))]
+
+
+def detect_gpus() -> list[str]:
+    """Indices of the GPUs `nvidia-smi -L` lists (respecting CUDA_VISIBLE_DEVICES); [] without one."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return listed_gpus()
+    return [d for d in (part.strip() for part in visible.split(",")) if d and d != CPU_ONLY]
+
+
+def check_gpus(gpus: list[str]) -> None:
+    """Refuse GPUs named by `--gpus` that `nvidia-smi -L` does not list (or CUDA_VISIBLE_DEVICES hides)."""
+    listed = listed_gpus()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    available = [gpu for gpu in listed if visible is None or gpu in detect_gpus()]
+    if not (missing := [gpu for gpu in gpus if gpu not in available]):
+        return
+    named = f"--gpus {','.join(gpus)}"
+    if not listed:
+        found = "nvidia-smi -L lists none" if shutil.which("nvidia-smi") else "nvidia-smi is not on PATH"
+        raise EcgkerasError(f"{named}: no GPU found ({found}): use --gpus none, or leave --gpus out")
+    hidden = f", CUDA_VISIBLE_DEVICES={visible} leaves {', '.join(available) or 'none'}" if visible is not None else ""
+    raise EcgkerasError(f"{named}: no GPU {', '.join(missing)} here (nvidia-smi -L lists {', '.join(listed)}"
+                        f"{hidden}): give some of those, or --gpus none")
 
 
 def parse_gpus(value: str | None) -> list[str] | None:
@@ -59,15 +80,27 @@ def device_slots(gpus: list[str] | None, runs_per_gpu: int) -> list[dict[str, st
         gpus = detect_gpus()
         if not gpus:
             return [{}]
+    else:
+        check_gpus(gpus)
     if not gpus:
         return [{"CUDA_VISIBLE_DEVICES": CPU_ONLY}]
     return [{"CUDA_VISIBLE_DEVICES": gpu, "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
             for _ in range(runs_per_gpu) for gpu in gpus]
 
 
-def execution_context() -> dict[str, Any]:
-    """Where this process runs: host, pid, executor, visible devices, SLURM job and the GPUs TF sees."""
+def execution_context(devices: bool = False) -> dict[str, Any]:
+    """Where this process runs: host, pid, executor, visible devices, SLURM job and the GPUs TF sees.
+
+    With `devices` (a run's record, once TensorFlow has trained) also `devices`, the logical devices
+    TensorFlow really used, and `gpu_names`, the model of each GPU it saw.
+    """
     tf = sys.modules.get("tensorflow")  # only when already imported: never initialise CUDA for this
+    used = {}
+    if devices and tf is not None:
+        gpus = tf.config.list_physical_devices("GPU")
+        used = {"devices": [device.name for device in tf.config.list_logical_devices()],
+                "gpu_names": [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+                              for gpu in gpus]}
     slurm_job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID")
     return {
         "host": socket.gethostname(),
@@ -77,4 +110,5 @@ def execution_context() -> dict[str, Any]:
         "slurm_job_id": slurm_job,
         "slurm_array_task_id": os.environ.get("SLURM_ARRAY_TASK_ID"),
         "gpus": [d.name for d in tf.config.list_physical_devices("GPU")] if tf is not None else None,
+        **used,
     }

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import zipfile
 import json
 import os
 import platform
@@ -41,7 +40,7 @@ from ecgkeras.data import DATABASE_CSV, DEFAULT_FOLDS, FILENAME_COLUMN, LABEL_LE
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.evaluation import all_metrics, bootstrap_intervals, per_class_table, tune_thresholds
 from ecgkeras.files import atomic_write, atomic_write_text
-from ecgkeras.models import ARCHITECTURES, ModelConfig, build_model, get_architecture
+from ecgkeras.models import ARCHITECTURES, ModelConfig, build_model, check_model, get_architecture
 from ecgkeras.placement import execution_context
 from ecgkeras.schema import Schema, parameter
 from ecgkeras.synthetic import MARKER_FILE
@@ -479,11 +478,9 @@ def load_dataset(config: RunConfig, progress: bool = True) -> PTBXL:
                       config.val_folds, config.test_folds, cache_dir=config.cache_dir, progress=progress)
 
 
-def prepare_splits(config: RunConfig, data: PTBXL) -> tuple[Part, Part, Part, Standardizer]:
-    """Train, validation and test parts (memory-mapped) and the standardizer fitted on training only.
-
-    Batches are standardized as they are read (`ecgkeras.training.make_dataset`), so no split is copied.
-    """
+def checked_parts(config: RunConfig, data: PTBXL) -> dict[str, Part]:
+    """The train, validation and test parts (memory-mapped), once the run is checked against its data:
+    no split is empty, the crop fits the records and the model can be built on their input."""
     parts = {name: data.part(name) for name in ("train", "val", "test")}
     for name, part in parts.items():
         if len(part.X) == 0:
@@ -494,6 +491,17 @@ def prepare_splits(config: RunConfig, data: PTBXL) -> tuple[Part, Part, Part, St
     if crop is not None and crop > length:
         raise EcgkerasError(f"crop_length={crop} does not fit records of {length} samples: give a length "
                             "between 1 and the record length, or None")
+    check_model(config.architecture, (crop or length, parts["train"].X.shape[2]), len(data.classes), config.model,
+                config.sampling_rate)
+    return parts
+
+
+def prepare_splits(config: RunConfig, data: PTBXL) -> tuple[Part, Part, Part, Standardizer]:
+    """Train, validation and test parts (`checked_parts`) and the standardizer fitted on training only.
+
+    Batches are standardized as they are read (`ecgkeras.training.make_dataset`), so no split is copied.
+    """
+    parts = checked_parts(config, data)
     return parts["train"], parts["val"], parts["test"], Standardizer.fit(parts["train"].X)
 
 
@@ -564,7 +572,7 @@ def write_record(out_dir: Path, config: RunConfig, data: PTBXL, splits: dict[str
         "architecture": {"name": config.architecture,
                          "display_name": get_architecture(config.architecture).display_name},
         "versions": library_versions(),
-        "execution": execution_context(),  # host, pid, executor, CUDA_VISIBLE_DEVICES, SLURM job, GPUs
+        "execution": execution_context(devices=True),  # host, pid, executor, CUDA_VISIBLE_DEVICES, SLURM job, devices
         "classes": data.classes,
         "data": {**{f"n_{name}": len(part.X) for name, part in splits.items()},
                  "n_dropped": data.n_dropped, "input_shape": list(model.input_shape[1:]),

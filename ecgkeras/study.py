@@ -1,13 +1,14 @@
 """The study runner: one papermill execution of the training notebook per (architecture, seed).
 
 Layout of a study folder:
-  study.json                         each configuration in the folder with its runs
+  study.json                         each configuration in the folder with its runs, complete or planned
   <architecture>/seed-<k>/           one run record + its executed notebook
   summary/                           tables, figures and the executed aggregation notebook
 A rerun skips complete runs and redoes incomplete ones; a failed run is reported with the
 path of its executed notebook and does not stop the others. Runs execute on this machine
 (threads, one GPU slot each) or as a SLURM job array (ecgkeras.executors); a run being
-executed anywhere holds its lock (ecgkeras.locks), so no run is trained twice at once.
+executed anywhere holds its lock (ecgkeras.locks), so no run is trained twice at once, and a
+study registers its plan in study.json under the folder's lock, so a run folder takes one configuration.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from tqdm import tqdm
 from ecgkeras import executors
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.files import atomic_write_text, check_replaceable, replaced_folder
+from ecgkeras.locks import study_lock
 from ecgkeras.models import PAPER_ARCHITECTURES, get_architecture
 from ecgkeras.placement import device_slots
-from ecgkeras.runs import RunConfig, RunRecord, find_runs, is_complete, load_dataset, load_run
+from ecgkeras.runs import RECORD_FILE, RunConfig, RunRecord, checked_parts, find_runs, is_complete, load_dataset, \
+    load_run
 from ecgkeras.schema import check_parameter
 from ecgkeras.site import REPORT_DIR, REPORT_KIND, SUMMARY_DIR, write_site
 
@@ -110,8 +113,15 @@ def _literal(value: str) -> Any:
 
 
 def parse_parameters(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
-    """`-p NAME VALUE` pairs to a dict, values parsed as JSON where possible (checked by the schema later)."""
-    return {name: _literal(value) for name, value in pairs}
+    """`-p NAME VALUE` pairs to a dict, values parsed as JSON where possible (checked by the schema later);
+    a name given twice is refused, never silently the last."""
+    parameters: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in parameters:
+            raise EcgkerasError(f"-p {name} is given twice ({parameters[name]!r} and {_literal(value)!r}): "
+                                "give each parameter once")
+        parameters[name] = _literal(value)
+    return parameters
 
 
 def plan_runs(data_dir: str | Path, study_dir: Path, architectures: Iterable[str], seeds: Iterable[int],
@@ -122,9 +132,47 @@ def plan_runs(data_dir: str | Path, study_dir: Path, architectures: Iterable[str
                             + ", ".join(RUNNER_OWNED[name] for name in owned))
     shared = {**parameters, "data_dir": str(Path(data_dir).resolve())}
     RunConfig.from_parameters(**shared)  # the shared parameters' errors first, before per-run ones
-    return {study_dir / architecture / f"seed-{seed}":
-            RunConfig.from_parameters(**shared, architecture=architecture, seed=seed)
-            for architecture in dict.fromkeys(architectures) for seed in dict.fromkeys(seeds)}
+    if negative := [seed for seed in seeds if seed < 0]:
+        raise EcgkerasError(f"--seeds {' '.join(map(str, negative))}: give seeds >= 0")
+    return {run_dir: RunConfig.from_parameters(**shared, architecture=run_dir.parent.name,
+                                               seed=int(run_dir.name.removeprefix("seed-")))
+            for run_dir in executors.grid(study_dir, architectures, seeds)}
+
+
+@dataclass
+class Plan:
+    """What one study command asks for: the configuration of every run of its grid, and its share."""
+
+    configs: dict[Path, RunConfig]  # the whole grid, each run once
+    runs: list[Path]  # the runs this command executes: the grid, or its --shard
+
+
+def plan_study(data_dir: str | Path | None, study_dir: Path, architectures: Iterable[str], seeds: Iterable[int],
+               parameters: dict[str, Any], shard: tuple[int, int] | None = None) -> Plan:
+    """The one planner of `ecgkeras study`, its `--shard` and its `--list-runs`, checking all that can
+    be checked without writing: the study folder, every parameter and, given `data_dir`, the data
+    and each run's model against it (None: the data is not checked, as `--list-runs` without it)."""
+    _check_study_folder(study_dir)
+    architectures = [get_architecture(name).name for name in architectures]
+    seeds = list(seeds)
+    configs = plan_runs(data_dir if data_dir is not None else ".", study_dir, architectures, seeds, parameters)
+    if data_dir is not None:
+        data = load_dataset(next(iter(configs.values())))  # builds the signal cache once, before runs read it
+        for config in configs.values():
+            checked_parts(config, data)
+    runs = list(configs)
+    return Plan(configs, executors.shard(runs, *shard) if shard else runs)
+
+
+def _check_study_folder(study_dir: Path) -> None:
+    """Refuse a study folder that is a file, a run folder, or inside another study's folder."""
+    if study_dir.exists() and not study_dir.is_dir():
+        raise EcgkerasError(f"--out {study_dir} is a file: give a folder for the study")
+    for folder in (study_dir, *study_dir.parents):
+        if (folder / RECORD_FILE).is_file():
+            raise EcgkerasError(f"--out {study_dir} is inside the run folder {folder}: choose a folder outside it")
+        if folder != study_dir and (folder / STUDY_FILE).is_file():
+            raise EcgkerasError(f"--out {study_dir} is inside the study folder {folder}: choose a folder outside it")
 
 
 def _complete_runs(run_dirs: Iterable[Path]) -> dict[Path, RunRecord]:
@@ -139,35 +187,83 @@ def _complete_runs(run_dirs: Iterable[Path]) -> dict[Path, RunRecord]:
     return complete
 
 
+def _registered_runs(study_dir: Path) -> dict[Path, dict[str, Any]]:
+    """Run folder -> shared parameters of the configuration study.json registers it under (complete
+    or only planned); a damaged study file is ignored with a warning (rewritten from the runs)."""
+    path = study_dir / STUDY_FILE
+    if not path.is_file():
+        return {}
+    try:
+        described = json.loads(path.read_text(encoding="utf-8"))
+        registered = {study_dir / run: group["parameters"] for group in described["configurations"]
+                      for run in group["runs"]}
+        for parameters in registered.values():
+            RunConfig.from_parameters(**parameters)
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, EcgkerasError) as exc:
+        log.warning("ignoring the damaged %s (%s); rewriting it from the complete runs", path, exc)
+        return {}
+    return registered
+
+
 def _check_configurations(study_dir: Path, planned: dict[Path, RunConfig], existing: dict[Path, RunRecord],
-                          allow_mixed: bool) -> None:
-    """Refuse to add runs beside complete runs of another configuration, unless `allow_mixed`."""
+                          registered: dict[Path, dict[str, Any]], allow_mixed: bool) -> None:
+    """Refuse runs of another configuration in the folder (complete, or registered by another study),
+    unless `allow_mixed`; even then a planned run folder cannot take a second configuration."""
     requested = next(iter(planned.values())).shared_parameters(results_only=True)
-    for run_dir, run in existing.items():
-        theirs = run.config.shared_parameters(results_only=True)
-        differing = sorted(name for name in set(requested) | set(theirs) if requested.get(name) != theirs.get(name))
-        if differing and not allow_mixed:
-            changes = ", ".join(f"{name} {theirs.get(name)!r} there, {requested.get(name)!r} now"
-                                for name in differing)
-            raise EcgkerasError(f"{study_dir} holds runs of a different configuration ({run_dir.relative_to(study_dir)}"
-                                f": {changes}): use another --out, or --allow-mixed to add runs beside them")
+    theirs = {run_dir: RunConfig.from_parameters(**parameters).shared_parameters(results_only=True)
+              for run_dir, parameters in registered.items()}
+    theirs.update({run_dir: run.config.shared_parameters(results_only=True) for run_dir, run in existing.items()})
+    conflicts = {run_dir: other for run_dir, other in sorted(theirs.items())
+                 if other != requested and (run_dir in planned or not allow_mixed)}
+    if not conflicts:
+        return
+    run_dir, other = next(iter(conflicts.items()))
+    changes = ", ".join(f"{name} {other.get(name)!r} there, {requested.get(name)!r} now"
+                        for name in sorted(set(requested) | set(other)) if requested.get(name) != other.get(name))
+    only_planned = [str(path.relative_to(study_dir)) for path in conflicts if path not in existing]
+    planned_note = (f"; {', '.join(only_planned)} planned by another study, not complete: if none runs there "
+                    f"any more, delete {study_dir / STUDY_FILE} to plan afresh" if only_planned else "")
+    if allow_mixed:
+        raise EcgkerasError(f"run folder(s) {', '.join(str(path.relative_to(study_dir)) for path in conflicts)} of "
+                            f"{study_dir} hold another configuration ({changes}{planned_note}), and a run folder "
+                            "takes one: use another --out for this configuration")
+    raise EcgkerasError(f"{study_dir} holds runs of a different configuration ({run_dir.relative_to(study_dir)}: "
+                        f"{changes}{planned_note}): use another --out, or --allow-mixed to add runs beside them")
 
 
-def _write_study_file(study_dir: Path, planned: dict[Path, RunConfig], existing: dict[Path, RunRecord]) -> None:
-    """`study.json`: each configuration in the folder with its runs (complete runs keep their own)."""
+def _write_study_file(study_dir: Path, planned: dict[Path, RunConfig], existing: dict[Path, RunRecord],
+                      registered: dict[Path, dict[str, Any]]) -> None:
+    """`study.json`: each configuration in the folder with its runs: complete runs keep their own, planned
+    runs take this study's, runs registered by other studies keep theirs."""
     groups: dict[str, dict[str, Any]] = {}
-    for run_dir in sorted({*planned, *existing}):
-        config = existing[run_dir].config if run_dir in existing else planned[run_dir]
-        shared = config.shared_parameters()
+    for run_dir in sorted({*planned, *existing, *registered}):
+        if run_dir in existing:
+            shared = existing[run_dir].config.shared_parameters()
+        elif run_dir in planned:
+            shared = planned[run_dir].shared_parameters()
+        else:
+            shared = registered[run_dir]
         group = groups.setdefault(json.dumps(shared, sort_keys=True), {"parameters": shared, "runs": []})
         group["runs"].append(str(run_dir.relative_to(study_dir)))
+    atomic_write_text(study_dir / STUDY_FILE, json.dumps({"format": STUDY_FORMAT,
+                                                          "configurations": list(groups.values())}, indent=2))
+
+
+def register_plan(study_dir: Path, planned: dict[Path, RunConfig], allow_mixed: bool) -> None:
+    """Check the planned configuration against the folder and register it in study.json and the grid
+    file, under the study folder's lock, so that studies started at once see each other's plans."""
     try:
         study_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(study_dir / STUDY_FILE, json.dumps({"format": STUDY_FORMAT,
-                                                              "configurations": list(groups.values())}, indent=2))
     except OSError as exc:
         raise EcgkerasError(f"cannot write the study folder {study_dir} ({exc.strerror}): choose a writable "
                             "--out") from None
+    with study_lock(study_dir):
+        executors.known_grid(study_dir)  # a damaged grid file stops the study before anything is written
+        registered = _registered_runs(study_dir)
+        existing = _complete_runs(run_dir for run_dir in study_dir.glob("*/seed-*") if run_dir.is_dir())
+        _check_configurations(study_dir, planned, existing, registered, allow_mixed)
+        _write_study_file(study_dir, planned, existing, registered)
+        executors.remember_grid(study_dir, list(planned))
 
 
 def run_study(data_dir: str | Path, study_dir: str | Path,
@@ -187,21 +283,18 @@ def run_study(data_dir: str | Path, study_dir: str | Path,
     study_dir = Path(study_dir).resolve()
     if jobs < 1:
         raise EcgkerasError(f"--jobs {jobs}: give at least 1")
-    architectures = [get_architecture(name).name for name in architectures]
-    planned = plan_runs(data_dir, study_dir, architectures, seeds, parameters or {})
-    runs = executors.shard(list(planned), *execution.shard) if execution.shard else list(planned)
-    first = next(iter(planned.values()))
-    load_dataset(first)  # checks the data folder and builds the signal cache once, before parallel runs read it
-    existing = _complete_runs(run_dir for run_dir in study_dir.glob("*/seed-*") if run_dir.is_dir())
-    _check_configurations(study_dir, planned, existing, allow_mixed)
+    slots = _slots(execution, jobs) if execution.executor == "local" else []  # checks --gpus, --runs-per-gpu
+    if execution.executor == "slurm":
+        executors.check_slurm()
+    plan = plan_study(data_dir, study_dir, architectures, seeds, parameters or {}, execution.shard)
     if aggregate and not execution.shard:  # before training: aggregation replaces these folders at the end
         check_replaceable(study_dir / SUMMARY_DIR, SUMMARY_KIND)
         check_replaceable(study_dir / REPORT_DIR, REPORT_KIND)
-    _write_study_file(study_dir, planned, existing)
-    executors.remember_grid(study_dir, list(planned))
+    register_plan(study_dir, plan.configs, allow_mixed)
+    first = next(iter(plan.configs.values()))
     with tempfile.TemporaryDirectory(prefix="ecgkeras-notebooks-") as tmp:
-        result = _run_all(to_ipynb(TRAIN_NOTEBOOK, Path(tmp)), study_dir, runs, first.shared_parameters(), jobs,
-                          log_output, execution)
+        result = _run_all(to_ipynb(TRAIN_NOTEBOOK, Path(tmp)), study_dir, plan.runs, first.shared_parameters(),
+                          jobs, slots, log_output, execution)
     if (aggregate and not execution.shard and (result.completed or result.skipped)
             and not result.locked and not result.submitted):
         result.summary_dir = aggregate_study(study_dir, bootstrap_resamples=first.bootstrap_resamples,
@@ -210,7 +303,7 @@ def run_study(data_dir: str | Path, study_dir: str | Path,
 
 
 def _run_all(train_notebook: Path, study_dir: Path, runs: list[Path], shared: dict[str, Any], jobs: int,
-             log_output: bool, execution: Execution) -> StudyResult:
+             slots: list[dict[str, str]], log_output: bool, execution: Execution) -> StudyResult:
     """Execute the incomplete runs of `runs` with the chosen executor; complete ones are skipped."""
     result = StudyResult(study_dir)
     pending = []
@@ -223,7 +316,7 @@ def _run_all(train_notebook: Path, study_dir: Path, runs: list[Path], shared: di
     if execution.executor == "slurm":
         return _run_slurm(train_notebook, study_dir, pending, shared, jobs, execution, result)
     with tqdm(total=len(pending), desc="study runs", unit="run") as progress:
-        outcomes = executors.run_local(train_notebook, pending, shared, _slots(execution, jobs), log_output,
+        outcomes = executors.run_local(train_notebook, pending, shared, slots, log_output,
                                        on_done=progress.update, executor=execution.executor)
     result.completed, result.failed, result.locked = outcomes.completed, outcomes.failed, outcomes.locked
     result.skipped += outcomes.skipped

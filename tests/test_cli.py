@@ -49,7 +49,8 @@ def test_synth_writes_a_dataset_and_prints_its_summary(tmp_path, capsys):
     (["aggregate", "{tmp}"], "no complete run"),
     (["download", "--dest", "{tmp}/d", "--url", "http://127.0.0.1:9/ptbxl.zip"], "127.0.0.1:9"),
 ])
-def test_bad_input_is_a_one_line_error_with_exit_status_2(args, fragment, tmp_path, capsys):
+def test_bad_input_is_a_one_line_error_with_exit_status_2(args, fragment, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("PTBXL_DIR", raising=False)  # else `study` reads its data folder from there
     code, err = run_cli([a.format(tmp=tmp_path) for a in args], capsys)
     assert code == 2
     assert err.startswith("ecgkeras: error:") and fragment in err and "\n" not in err

@@ -97,13 +97,25 @@ def test_concurrent_shards_cover_the_grid_once(synthetic_ptbxl, tmp_path):
     assert rc == 0 and "2 complete" in stdout
 
 
-def test_each_concurrent_run_gets_its_own_gpu_slot(synthetic_ptbxl, tmp_path):
+def fake_gpus(folder: Path, count: int) -> str:
+    """A PATH whose `nvidia-smi -L` lists `count` GPUs: device pinning tested on a machine without any."""
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "nvidia-smi"
+    script.write_text("#!/bin/sh\n" + "".join(f"echo 'GPU {i}: Fake GPU (UUID: GPU-{i})'\n" for i in range(count)))
+    script.chmod(0o755)
+    return f"{folder}{os.pathsep}{os.environ['PATH']}"
+
+
+def test_each_concurrent_run_gets_its_own_gpu_slot(synthetic_ptbxl, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", fake_gpus(tmp_path / "bin", 2))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     result = run_study(synthetic_ptbxl, tmp_path / "s", architectures=["cnn"], seeds=[0, 1], parameters=TINY,
                        jobs=2, aggregate=False, execution=Execution(gpus=["0", "1"]))
     assert len(result.completed) == 2
     contexts = [load_run(run_dir).execution for run_dir in result.completed]
     assert sorted(context["cuda_visible_devices"] for context in contexts) == ["0", "1"]
     assert all(context["executor"] == "local" and context["host"] and context["gpus"] == [] for context in contexts)
+    assert all(context["devices"] == ["/device:CPU:0"] and context["gpu_names"] == [] for context in contexts)
 
 
 def _kernels_of(pid: int) -> list[int]:
