@@ -43,8 +43,8 @@ PAIRS = (("default", "default-again"), ("default", "isa-avx2"), ("default", "one
 
 CHILD = """
 import json, sys, numpy as np
-from ecgkeras.data import load_ptbxl
-from ecgkeras.runs import RunConfig, run_experiment
+from ecgkeras.data.ptbxl import load_ptbxl
+from ecgkeras.runs.record import RunConfig, run_experiment
 data_dir, arch, epochs, run_dir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 config = RunConfig.from_parameters(data_dir=data_dir, architecture=arch, epochs=epochs, batch_size=32,
                                    patience=epochs, bootstrap_resamples=0, verbose=0)
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = timing(args.architectures, args.settings, args.timing_repeats)
         (RESULTS_FILE.parent / "determinism_timing.json").write_text(json.dumps(rows, indent=2))
         return
-    from ecgkeras.synthetic import make_synthetic_ptbxl
+    from ecgkeras.data.synthetic import make_synthetic_ptbxl
 
     data_dir = make_synthetic_ptbxl(DEMO_DATA, n_records=1200, seed=0, progress=False)
     for arch in args.architectures:

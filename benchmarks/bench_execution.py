@@ -55,7 +55,7 @@ def slurm_overhead(data: Path, work: Path) -> dict:
     """Per-run overhead of --executor slurm on a single-node cluster (2 CPUs, 1 per run)."""
     from slurm_cluster import slurm_cluster
 
-    from ecgkeras.runs import find_runs
+    from ecgkeras.runs.record import find_runs
 
     with slurm_cluster(work / "cluster") as env:
         out = work / "slurm"
@@ -118,7 +118,7 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=200)
     parser.add_argument("--skip", nargs="*", default=[], choices=("grid", "slurm", "bootstrap"))
     args = parser.parse_args()
-    from ecgkeras.synthetic import make_synthetic_ptbxl
+    from ecgkeras.data.synthetic import make_synthetic_ptbxl
 
     result = {"load_average": os.getloadavg()}
     with tempfile.TemporaryDirectory(prefix="ecgkeras-bench-execution-") as tmp:

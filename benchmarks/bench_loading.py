@@ -5,7 +5,7 @@
   same records;
 - cached load: `load_ptbxl` again with that cache vs `numpy.load` of the same cache `.npy` into memory;
 - extrapolation of both times to the full PTB-XL (21,799 records), linear in the record count;
-- pools (on by default, `--no-pools` to skip): reading the same records with `ecgkeras.data.read_record`
+- pools (on by default, `--no-pools` to skip): reading the same records with `ecgkeras.data.ptbxl.read_record`
   serially (`read_signals` default), in a thread pool (`read_signals(n_jobs=THREADS)`), and in a
   `ProcessPoolExecutor` (spawn and forkserver contexts, one worker per CPU, `map(..., chunksize=64)`),
   each stacked into one array. A process pool's time
@@ -43,8 +43,8 @@ import numpy as np
 import pandas as pd
 import wfdb
 
-from ecgkeras import data as ecg_data
-from ecgkeras.data import load_ptbxl
+from ecgkeras.data import ptbxl as ecg_data
+from ecgkeras.data.ptbxl import load_ptbxl
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = Path(os.environ.get("PTBXL_DIR", REPO.parent / "shared" / "ptbxl"))

@@ -71,10 +71,10 @@ def child(step: str, rate: int, data_dir: str, cache_dir: str) -> dict:
     import logging
 
     logging.getLogger("ecgkeras").setLevel(logging.ERROR)
-    from ecgkeras.data import load_ptbxl
+    from ecgkeras.data.ptbxl import load_ptbxl
 
     if step == "epoch":
-        from ecgkeras.runs import RunConfig, run_experiment
+        from ecgkeras.runs.record import RunConfig, run_experiment
 
         baseline = peak_rss()
         config = RunConfig.from_parameters(data_dir=data_dir, sampling_rate=rate, epochs=1, verbose=0,
@@ -99,7 +99,7 @@ def throughput(rate: int, data_dir: str, cache_dir: str, n_records: int, repeats
     import numpy as np
     import tensorflow as tf
 
-    from ecgkeras.data import Standardizer, load_ptbxl
+    from ecgkeras.data.ptbxl import Standardizer, load_ptbxl
     from ecgkeras.models import build_model
     from ecgkeras.training import TrainingConfig, compile_model, make_dataset, set_seed
 

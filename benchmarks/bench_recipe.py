@@ -58,8 +58,8 @@ VARIANTS = {
 
 
 def load(setting: str):
-    from ecgkeras.data import load_ptbxl
-    from ecgkeras.synthetic import make_synthetic_ptbxl
+    from ecgkeras.data.ptbxl import load_ptbxl
+    from ecgkeras.data.synthetic import make_synthetic_ptbxl
 
     data_dir = make_synthetic_ptbxl(DEMO_DATA, n_records=1200, seed=0, progress=False) if setting == "demo" \
         else REAL_DATA
@@ -69,7 +69,7 @@ def load(setting: str):
 
 def train(setting: str, architectures: list[str], variants: list[str], seeds: list[int]) -> None:
     """Train each (architecture, variant, seed); append validation results to RESULTS_FILE."""
-    from ecgkeras.runs import RunConfig, run_experiment
+    from ecgkeras.runs.record import RunConfig, run_experiment
 
     data_dir, dataset = load(setting)
     for arch in architectures:
@@ -110,7 +110,7 @@ def probe(architectures: list[str], batch: int = 64) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from ecgkeras.data import Standardizer
+    from ecgkeras.data.ptbxl import Standardizer
     from ecgkeras.models import build_model
     from ecgkeras.training import set_seed
 

@@ -10,15 +10,15 @@ from ecgkeras import quiet
 if quiet.is_quiet():  # a notebook kernel started by a quiet `ecgkeras` command: before anything loads TensorFlow
     quiet.install_import_hook()
 
-from ecgkeras.data import PTBXL, Standardizer, load_ptbxl  # noqa: E402
+from ecgkeras.data.ptbxl import PTBXL, Standardizer, load_ptbxl  # noqa: E402
 from ecgkeras.errors import EcgkerasError  # noqa: E402
 
 __version__ = "0.1.0"
 
 _LAZY = {"build_model": "ecgkeras.models", "ARCHITECTURES": "ecgkeras.models",
          "PAPER_ARCHITECTURES": "ecgkeras.models", "train_model": "ecgkeras.training",
-         "TrainingConfig": "ecgkeras.training", "RunConfig": "ecgkeras.runs",
-         "run_experiment": "ecgkeras.runs", "load_run": "ecgkeras.runs"}
+         "TrainingConfig": "ecgkeras.training", "RunConfig": "ecgkeras.runs.record",
+         "run_experiment": "ecgkeras.runs.record", "load_run": "ecgkeras.runs.record"}
 
 __all__ = ["PTBXL", "Standardizer", "load_ptbxl", "EcgkerasError", "__version__", *_LAZY]
 

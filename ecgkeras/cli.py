@@ -32,21 +32,21 @@ def positive_int(text: str) -> int:
 
 
 def _download(args: argparse.Namespace) -> None:
-    from ecgkeras.download import download_ptbxl
+    from ecgkeras.data.download import download_ptbxl
 
     path = download_ptbxl(args.dest, **({"url": args.url} if args.url else {}))
     print(f"PTB-XL ready in {path}; use it with --data-dir {path}")
 
 
 def _synth(args: argparse.Namespace) -> None:
-    from ecgkeras.synthetic import make_synthetic_ptbxl
+    from ecgkeras.data.synthetic import make_synthetic_ptbxl
 
     path = make_synthetic_ptbxl(args.out, n_records=args.records, seed=args.seed)
     _print_dataset_summary(path)
 
 
 def _print_dataset_summary(path: Path) -> None:
-    from ecgkeras.data import load_ptbxl
+    from ecgkeras.data.ptbxl import load_ptbxl
 
     dataset = load_ptbxl(path, progress=False)
     print(f"{path}: {len(dataset.ecg_ids)} records with a subclass label ({dataset.n_dropped} dropped), "
@@ -64,7 +64,7 @@ def _architectures(args: argparse.Namespace) -> None:
 
 
 def _parameters(args: argparse.Namespace) -> None:
-    from ecgkeras.runs import RunConfig
+    from ecgkeras.runs.record import RunConfig
     from ecgkeras.schema import describe_parameters
 
     print("Run parameters: `ecgkeras study -p NAME VALUE` (VALUE as JSON: 0.001, [1, 2], null, true, or "
@@ -76,7 +76,7 @@ def _parameters(args: argparse.Namespace) -> None:
 
 def _notebooks(args: argparse.Namespace) -> None:
     from ecgkeras.files import atomic_write_text
-    from ecgkeras.study import NOTEBOOK_SOURCES, notebook_source, to_ipynb
+    from ecgkeras.study.runner import NOTEBOOK_SOURCES, notebook_source, to_ipynb
 
     names = sorted(source.name.removesuffix(".py") for source in NOTEBOOK_SOURCES.iterdir()
                    if source.name.endswith(".py"))
@@ -96,7 +96,7 @@ def _notebooks(args: argparse.Namespace) -> None:
 
 def _study_inputs(args: argparse.Namespace) -> tuple[dict, Path | None, Path | None]:
     """The run parameters, data folder and study folder a `study` command asks for (nothing written)."""
-    from ecgkeras.study import parse_parameters
+    from ecgkeras.study.runner import parse_parameters
 
     parameters = parse_parameters(args.param)
     for name in ("sampling_rate", "epochs"):
@@ -117,8 +117,8 @@ def _study_inputs(args: argparse.Namespace) -> tuple[dict, Path | None, Path | N
 
 def _study(args: argparse.Namespace) -> None:
     from ecgkeras.models import PAPER_ARCHITECTURES
-    from ecgkeras.site import REPORT_DIR
-    from ecgkeras.study import publish_summary, run_study
+    from ecgkeras.report.site import REPORT_DIR
+    from ecgkeras.study.runner import publish_summary, run_study
 
     if args.list_runs:
         _list_runs(args)
@@ -128,8 +128,8 @@ def _study(args: argparse.Namespace) -> None:
     if data_dir is None or out is None:
         raise EcgkerasError(f"study needs --data-dir DIR (or ${PTBXL_VARIABLE}) and --out STUDY_DIR (or --demo)")
     if args.demo:
-        from ecgkeras.study import plan_study
-        from ecgkeras.synthetic import make_synthetic_ptbxl
+        from ecgkeras.study.runner import plan_study
+        from ecgkeras.data.synthetic import make_synthetic_ptbxl
 
         plan_study(None, out.resolve(), args.architectures or PAPER_ARCHITECTURES, args.seeds, parameters)
     if args.publish:
@@ -165,11 +165,11 @@ def _study(args: argparse.Namespace) -> None:
 
 def _check_publish(args: argparse.Namespace, study_dir: Path, parameters: dict) -> None:
     """Before anything is made: --publish takes only the demo's own study, into a folder it may replace."""
-    from ecgkeras.executors import grid
+    from ecgkeras.study.executors import grid
     from ecgkeras.files import check_replaceable
     from ecgkeras.models import PAPER_ARCHITECTURES, get_architecture
-    from ecgkeras.runs import RunConfig, find_runs
-    from ecgkeras.study import PUBLISHED_KIND
+    from ecgkeras.runs.record import RunConfig, find_runs
+    from ecgkeras.study.runner import PUBLISHED_KIND
 
     def results(values: dict) -> dict:
         return RunConfig.from_parameters(**{**values, "data_dir": "."}).shared_parameters(results_only=True)
@@ -196,9 +196,9 @@ def _check_publish(args: argparse.Namespace, study_dir: Path, parameters: dict) 
 
 
 def _execution(args: argparse.Namespace):
-    from ecgkeras.executors import SlurmOptions, parse_shard
-    from ecgkeras.placement import parse_gpus
-    from ecgkeras.study import Execution
+    from ecgkeras.study.executors import SlurmOptions, parse_shard
+    from ecgkeras.study.devices import parse_gpus
+    from ecgkeras.study.runner import Execution
 
     extra = {}
     for option in args.sbatch:
@@ -215,9 +215,9 @@ def _execution(args: argparse.Namespace):
 
 def _list_runs(args: argparse.Namespace) -> None:
     """The run ids a `study` command would execute, from the study's own planner and checks."""
-    from ecgkeras.executors import parse_shard, run_id
+    from ecgkeras.study.executors import parse_shard, run_id
     from ecgkeras.models import PAPER_ARCHITECTURES
-    from ecgkeras.study import plan_study
+    from ecgkeras.study.runner import plan_study
 
     parameters, data_dir, out = _study_inputs(args)
     if args.demo and args.data_dir is None:
@@ -229,7 +229,7 @@ def _list_runs(args: argparse.Namespace) -> None:
 
 
 def _status(args: argparse.Namespace) -> None:
-    from ecgkeras.executors import run_status
+    from ecgkeras.study.executors import run_status
 
     if not args.study_dir.is_dir():
         raise EcgkerasError(f"study folder not found: {args.study_dir}")
@@ -243,10 +243,10 @@ def _status(args: argparse.Namespace) -> None:
 
 
 def _aggregate(args: argparse.Namespace) -> None:
-    from ecgkeras.runs import RunConfig
+    from ecgkeras.runs.record import RunConfig
     from ecgkeras.schema import check_parameter
-    from ecgkeras.site import REPORT_DIR
-    from ecgkeras.study import aggregate_study
+    from ecgkeras.report.site import REPORT_DIR
+    from ecgkeras.study.runner import aggregate_study
 
     check_parameter(RunConfig, "bootstrap_resamples", args.bootstrap_resamples,
                     f"--bootstrap-resamples {args.bootstrap_resamples}")
@@ -255,7 +255,7 @@ def _aggregate(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from ecgkeras.runs import predict_record
+    from ecgkeras.runs.record import predict_record
 
     table = predict_record(args.run, args.record)
     predicted = table[table["predicted"]]
@@ -277,7 +277,7 @@ def _explain(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from ecgkeras.site import write_site
+    from ecgkeras.report.site import write_site
 
     index = write_site(args.study_dir, args.out)
     print(f"report: open {index} in a browser")

@@ -30,9 +30,9 @@ import pandas as pd
 import tensorflow as tf
 from matplotlib.patches import Patch
 
-from ecgkeras.data import LEADS
+from ecgkeras.data.ptbxl import LEADS
 from ecgkeras.errors import EcgkerasError
-from ecgkeras.runs import RunRecord, load_run, predict_record, record_input
+from ecgkeras.runs.record import RunRecord, load_run, predict_record, record_input
 from ecgkeras.training import window_starts
 
 DEFAULT_METHOD = "integrated_gradients"  # most faithful in benchmarks/bench_explain.py
@@ -288,7 +288,7 @@ def plot_explanation(explanation: Explanation) -> plt.Figure:
 
 def save_explanation(explanation: Explanation, out: str | Path | None = None) -> list[Path]:
     """Write the figure as PNG and PDF (`out` with either suffix, or none); returns both paths."""
-    from ecgkeras.figures import save_figure
+    from ecgkeras.report.figures import save_figure
 
     out = Path(out) if out else Path(f"{explanation.record.with_suffix('').name}_explained")
     if out.suffix.lower() in {".png", ".pdf"}:

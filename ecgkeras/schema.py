@@ -1,6 +1,6 @@
 """Run parameters defined once: each field's type, default, allowed range and meaning.
 
-The run configuration (`ecgkeras.runs.RunConfig`) and its model and training parts are
+The run configuration (`ecgkeras.runs.record.RunConfig`) and its model and training parts are
 dataclasses whose fields are declared with `parameter(...)`. `Schema.__post_init__` checks
 every value strictly against its annotation (1.5 or true is not an integer, "abc" is not a
 number) and its range, so the notebook, `ecgkeras study -p` and the Python API accept and

@@ -19,7 +19,7 @@ import pandas as pd
 import tensorflow as tf
 from keras import ops
 
-from ecgkeras.data import Part, Signals, Standardizer
+from ecgkeras.data.ptbxl import Part, Signals, Standardizer
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.schema import Schema, parameter
 

@@ -30,7 +30,7 @@ def real_ptbxl() -> Path:
 @pytest.fixture(scope="session")
 def synthetic_ptbxl(tmp_path_factory) -> Path:
     """A small synthetic PTB-XL (every subclass present), generated once per test session."""
-    from ecgkeras.synthetic import make_synthetic_ptbxl
+    from ecgkeras.data.synthetic import make_synthetic_ptbxl
 
     return make_synthetic_ptbxl(tmp_path_factory.mktemp("synthetic") / "ptbxl", n_records=300, seed=7,
                                 progress=False)

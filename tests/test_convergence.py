@@ -7,9 +7,9 @@ import pytest
 
 from ecgkeras import EcgkerasError
 from ecgkeras.models import build_model
-from ecgkeras.reporting import convergence_lines
-from ecgkeras.tables import summary_table, unconverged_runs
-from ecgkeras.runs import RunConfig, run_experiment
+from ecgkeras.report.summary import convergence_lines
+from ecgkeras.report.tables import summary_table, unconverged_runs
+from ecgkeras.runs.record import RunConfig, run_experiment
 from ecgkeras.training import TrainingConfig, compile_model, convergence, warmup_schedule
 
 SMALL_MODEL = {"filters": [16, 16, 32, 32], "rnn_units": 16, "head_units": 32}
@@ -89,7 +89,7 @@ def test_learning_curve_and_reliability_figures(two_runs, tmp_path):
     import matplotlib
     import matplotlib.pyplot as plt
 
-    from ecgkeras.figures import plot_learning_curves, plot_reliability, save_figure
+    from ecgkeras.report.figures import plot_learning_curves, plot_reliability, save_figure
 
     matplotlib.use("Agg")
     curves = plot_learning_curves(two_runs)

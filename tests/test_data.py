@@ -1,7 +1,7 @@
 """The PTB-XL data layer: labels, folds, signals, cache, errors and standardization.
 
 Expected values are computed here directly from the two CSVs (pandas + ast.literal_eval) and
-from wfdb, independently of `ecgkeras.data`, on the real PTB-XL subset (500 records, v1.0.1).
+from wfdb, independently of `ecgkeras.data.ptbxl`, on the real PTB-XL subset (500 records, v1.0.1).
 Destructive tests work on small copies of it in tmp_path; nothing is written to the shared folder.
 """
 
@@ -24,8 +24,8 @@ import pandas as pd
 import pytest
 import wfdb
 
-from ecgkeras import data
-from ecgkeras.data import Standardizer, load_ptbxl, read_record
+from ecgkeras.data import ptbxl as data
+from ecgkeras.data.ptbxl import Standardizer, load_ptbxl, read_record
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.files import atomic_write, atomic_write_text
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ecgkeras.download import MARKER, download_ptbxl, verify_checksums
+from ecgkeras.data.download import MARKER, download_ptbxl, verify_checksums
 from ecgkeras.errors import EcgkerasError
 
 TOP = "ptb-xl-a-large-publicly-available-electrocardiography-dataset-1.0.3"

@@ -8,11 +8,11 @@ from PIL import Image
 
 from ecgkeras import EcgkerasError
 from ecgkeras.cli import main
-from ecgkeras.data import LEADS
+from ecgkeras.data.ptbxl import LEADS
 from ecgkeras.explain import (Classifier, attribute, explain_record, faithfulness, plot_explanation,
                               save_explanation)
-from ecgkeras.runs import RunConfig, load_run, record_input, run_experiment
-from ecgkeras.study import to_ipynb
+from ecgkeras.runs.record import RunConfig, load_run, record_input, run_experiment
+from ecgkeras.study.runner import to_ipynb
 
 SMALL_MODEL = {"filters": [16, 16, 32, 32], "rnn_units": 16, "head_units": 32}
 INFERIOR_MI = "records100/00000/00210_lr"  # fold 10 (test) of the subset, labelled IMI
@@ -91,7 +91,7 @@ def test_the_default_method_beats_random_deletion_on_the_demo_data(synthetic_ptb
     config = RunConfig.from_parameters(data_dir=str(synthetic_ptbxl), architecture="cnn", epochs=8, batch_size=16,
                                        learning_rate=3e-3, bootstrap_resamples=0, verbose=0, **SMALL_MODEL)
     run = run_experiment(config, tmp_path / "run", progress=False)
-    from ecgkeras.data import load_ptbxl
+    from ecgkeras.data.ptbxl import load_ptbxl
 
     test = load_ptbxl(synthetic_ptbxl, progress=False).test
     X = run.standardizer.transform(test.X[:10])

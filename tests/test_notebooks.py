@@ -7,8 +7,8 @@ import nbformat
 import pytest
 
 from ecgkeras import EcgkerasError
-from ecgkeras.runs import find_runs, is_complete, load_run
-from ecgkeras.study import notebook_parameters, run_study, to_ipynb
+from ecgkeras.runs.record import find_runs, is_complete, load_run
+from ecgkeras.study.runner import notebook_parameters, run_study, to_ipynb
 
 TINY = {"epochs": 1, "batch_size": 32, "bootstrap_resamples": 10, "filters": [8, 8, 16, 16],
         "rnn_units": 8, "head_units": 16}

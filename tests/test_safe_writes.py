@@ -19,10 +19,10 @@ import pytest
 from ecgkeras import EcgkerasError, cli
 from ecgkeras.cli import build_parser, main
 from ecgkeras.files import FOLDER_MARKER, check_replaceable, replaced_folder
-from ecgkeras.reporting import write_summary
-from ecgkeras.runs import find_runs
-from ecgkeras.site import REPORT_KIND, write_site
-from ecgkeras.study import PUBLISHED_KIND, PUBLISHED_SUFFIXES, SUMMARY_KIND, publish_summary, run_study
+from ecgkeras.report.summary import write_summary
+from ecgkeras.runs.record import find_runs
+from ecgkeras.report.site import REPORT_KIND, write_site
+from ecgkeras.study.runner import PUBLISHED_KIND, PUBLISHED_SUFFIXES, SUMMARY_KIND, publish_summary, run_study
 from test_reporting import write_run
 from test_site import TINY
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from ecgkeras.cli import main
-from ecgkeras.executors import GRID_FILE, SLURM_DIR, SLURM_JOBS_FILE, execute_run
+from ecgkeras.study.executors import GRID_FILE, SLURM_DIR, SLURM_JOBS_FILE, execute_run
 from ecgkeras.quiet import QUIET_ENV
-from ecgkeras.runs import RunConfig
-from ecgkeras.study import STUDY_FILE, TRAIN_NOTEBOOK, run_study, to_ipynb
+from ecgkeras.runs.record import RunConfig
+from ecgkeras.study.runner import STUDY_FILE, TRAIN_NOTEBOOK, run_study, to_ipynb
 from test_notebooks import TINY
 from test_study_execution import ecgkeras, fake_gpus, finish
 

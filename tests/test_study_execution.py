@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from ecgkeras.executors import grid, shard
-from ecgkeras.locks import RunLocked, lock_owner, lock_path, run_lock
-from ecgkeras.runs import is_complete, load_run
-from ecgkeras.study import Execution, run_study
+from ecgkeras.study.executors import grid, shard
+from ecgkeras.study.locks import RunLocked, lock_owner, lock_path, run_lock
+from ecgkeras.runs.record import is_complete, load_run
+from ecgkeras.study.runner import Execution, run_study
 from test_notebooks import TINY
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,8 +11,8 @@ import os
 
 import pytest
 
-from ecgkeras.executors import SLURM_DIR, SLURM_JOBS_FILE, grid
-from ecgkeras.runs import is_complete, load_run
+from ecgkeras.study.executors import SLURM_DIR, SLURM_JOBS_FILE, grid
+from ecgkeras.runs.record import is_complete, load_run
 from slurm_cluster import slurm_cluster
 from test_study_execution import completed_count, ecgkeras, finish, study_args
 

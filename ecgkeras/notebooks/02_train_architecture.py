@@ -65,8 +65,8 @@ output_dir = "runs/notebook/cnn-bilstm/seed-0"
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ecgkeras.figures import plot_history
-from ecgkeras.runs import RunConfig, run_experiment
+from ecgkeras.report.figures import plot_history
+from ecgkeras.runs.record import RunConfig, run_experiment
 
 config = RunConfig.from_parameters(**{name: globals()[name] for name in RunConfig.parameter_names()})
 

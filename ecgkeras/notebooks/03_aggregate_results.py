@@ -29,8 +29,8 @@ from pathlib import Path
 
 from IPython.display import Image, Markdown, display
 
-from ecgkeras.reporting import write_summary
-from ecgkeras.tables import reference_table
+from ecgkeras.report.summary import write_summary
+from ecgkeras.report.tables import reference_table
 
 summary = Path(write_summary(study_dir, summary_dir, n_resamples=bootstrap_resamples))
 show = lambda stem: display(Markdown((summary / f"{stem}.md").read_text()))

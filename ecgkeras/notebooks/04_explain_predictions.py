@@ -38,9 +38,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from ecgkeras.data import read_database
+from ecgkeras.data.ptbxl import read_database
 from ecgkeras.explain import explain_record, plot_explanation
-from ecgkeras.runs import load_run
+from ecgkeras.runs.record import load_run
 
 run = load_run(run_dir)
 database = read_database(data_dir).set_index("filename_lr")

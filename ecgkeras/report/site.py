@@ -25,9 +25,9 @@ import pandas as pd
 
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.files import atomic_write_text, check_replaceable, replaced_folder
-from ecgkeras.figures import plot_history
-from ecgkeras.formatting import LABELS
-from ecgkeras.runs import RunRecord, find_runs
+from ecgkeras.report.figures import plot_history
+from ecgkeras.report.formatting import LABELS
+from ecgkeras.runs.record import RunRecord, find_runs
 
 REPORT_DIR = "report"
 REPORT_KIND = "report"  # the kind of folder `write_site` writes (`ecgkeras.files.replaced_folder`)

@@ -35,15 +35,15 @@ import numpy as np
 import pandas as pd
 
 from ecgkeras import __version__
-from ecgkeras.data import DATABASE_CSV, DEFAULT_FOLDS, FILENAME_COLUMN, LABEL_LEVELS, PTBXL, Part, Standardizer, \
+from ecgkeras.data.ptbxl import DATABASE_CSV, DEFAULT_FOLDS, FILENAME_COLUMN, LABEL_LEVELS, PTBXL, Part, Standardizer, \
     load_ptbxl
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.evaluation import all_metrics, bootstrap_intervals, per_class_table, tune_thresholds
 from ecgkeras.files import atomic_write, atomic_write_text
 from ecgkeras.models import ARCHITECTURES, ModelConfig, build_model, check_model, get_architecture
-from ecgkeras.placement import execution_context
+from ecgkeras.study.devices import execution_context
 from ecgkeras.schema import Schema, parameter
-from ecgkeras.synthetic import MARKER_FILE
+from ecgkeras.data.synthetic import MARKER_FILE
 from ecgkeras.training import HISTORY_FILE, MODEL_FILE, MONITOR, TrainingConfig, convergence, \
     predict_probabilities, set_seed, train_model
 
@@ -619,7 +619,7 @@ def record_input(run: RunRecord, record: str | Path) -> tuple[np.ndarray, np.nda
 
     The one place that turns a record into what the run's model reads (standardization included).
     """
-    from ecgkeras.data import read_record, record_name
+    from ecgkeras.data.ptbxl import read_record, record_name
 
     config = run.config
     if Path(record).is_dir():

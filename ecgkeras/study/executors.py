@@ -28,10 +28,10 @@ from jupyter_client.manager import AsyncKernelManager
 
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.files import atomic_write_text
-from ecgkeras.locks import RunLocked, lock_owner, run_lock
-from ecgkeras.placement import EXECUTOR_VARIABLE
+from ecgkeras.study.locks import RunLocked, lock_owner, run_lock
+from ecgkeras.study.devices import EXECUTOR_VARIABLE
 from ecgkeras.quiet import is_quiet, kernel_arguments
-from ecgkeras.runs import is_complete
+from ecgkeras.runs.record import is_complete
 
 log = logging.getLogger(__name__)
 
@@ -437,7 +437,7 @@ def wait_slurm(study_dir: Path, runs: list[Path], on_done: Callable[[], None] = 
 
 def run_status(study_dir: Path) -> list[tuple[str, str, str]]:
     """(run id, state, detail) for each run of the study: complete, running, queued, failed or missing."""
-    from ecgkeras.study import TRAIN_NOTEBOOK  # here: the study module imports this one
+    from ecgkeras.study.runner import TRAIN_NOTEBOOK  # here: the study module imports this one
 
     executed = f"{TRAIN_NOTEBOOK}.ipynb"
     ids = known_grid(study_dir)

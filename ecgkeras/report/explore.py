@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from ecgkeras.data import LEADS, PTBXL, read_statements
+from ecgkeras.data.ptbxl import LEADS, PTBXL, read_statements
 
 # Clinical 12-lead layout: 3 rows x 4 columns of 2.5 s strips.
 CLINICAL_LAYOUT = (("I", "AVR", "V1", "V4"), ("II", "AVL", "V2", "V5"), ("III", "AVF", "V3", "V6"))

@@ -15,9 +15,9 @@ from sklearn.calibration import calibration_curve
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.evaluation import CALIBRATION_BINS
 from ecgkeras.files import atomic_write
-from ecgkeras.formatting import LABELS
-from ecgkeras.runs import RunRecord
-from ecgkeras.tables import ordered_runs
+from ecgkeras.report.formatting import LABELS
+from ecgkeras.runs.record import RunRecord
+from ecgkeras.report.tables import ordered_runs
 from ecgkeras.training import MONITOR
 
 

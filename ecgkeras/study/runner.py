@@ -6,8 +6,8 @@ Layout of a study folder:
   summary/                           tables, figures and the executed aggregation notebook
 A rerun skips complete runs and redoes incomplete ones; a failed run is reported with the
 path of its executed notebook and does not stop the others. Runs execute on this machine
-(threads, one GPU slot each) or as a SLURM job array (ecgkeras.executors); a run being
-executed anywhere holds its lock (ecgkeras.locks), so no run is trained twice at once, and a
+(threads, one GPU slot each) or as a SLURM job array (ecgkeras.study.executors); a run being
+executed anywhere holds its lock (ecgkeras.study.locks), so no run is trained twice at once, and a
 study registers its plan in study.json under the folder's lock, so a run folder takes one configuration.
 """
 
@@ -27,16 +27,16 @@ import jupytext
 import papermill
 from tqdm import tqdm
 
-from ecgkeras import executors
+from ecgkeras.study import executors
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.files import atomic_write_text, check_replaceable, replaced_folder
-from ecgkeras.locks import study_lock
+from ecgkeras.study.locks import study_lock
 from ecgkeras.models import PAPER_ARCHITECTURES, get_architecture
-from ecgkeras.placement import device_slots
-from ecgkeras.runs import RECORD_FILE, RunConfig, RunRecord, checked_parts, find_runs, is_complete, load_dataset, \
+from ecgkeras.study.devices import device_slots
+from ecgkeras.runs.record import RECORD_FILE, RunConfig, RunRecord, checked_parts, find_runs, is_complete, load_dataset, \
     load_run
 from ecgkeras.schema import check_parameter
-from ecgkeras.site import REPORT_DIR, REPORT_KIND, SUMMARY_DIR, write_site
+from ecgkeras.report.site import REPORT_DIR, REPORT_KIND, SUMMARY_DIR, write_site
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable

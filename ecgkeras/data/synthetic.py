@@ -28,7 +28,7 @@ import wfdb
 from scipy.signal import resample_poly
 from tqdm import tqdm
 
-from ecgkeras.data import LEADS
+from ecgkeras.data.ptbxl import LEADS
 from ecgkeras.errors import EcgkerasError
 
 MARKER_FILE = "SYNTHETIC.json"
@@ -778,7 +778,7 @@ def make_synthetic_ptbxl(out_dir: str | Path, n_records: int = 600, seed: int = 
     """
     _check_parameters(n_records, seed)
     out_dir = Path(out_dir)
-    parameters = {"generator": "ecgkeras.synthetic", "format_version": FORMAT_VERSION,
+    parameters = {"generator": "ecgkeras.data.synthetic", "format_version": FORMAT_VERSION,
                   "n_records": int(n_records), "seed": int(seed)}
     if _holds_same_dataset(out_dir, parameters):
         return out_dir

@@ -21,7 +21,7 @@ import pandas as pd
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.evaluation import HEADLINE_METRICS, TABLE_METRICS, paired_bootstrap
 from ecgkeras.models import ARCHITECTURES
-from ecgkeras.runs import POLICIES, RunRecord
+from ecgkeras.runs.record import POLICIES, RunRecord
 
 PAIRED_COLUMNS: tuple[str, ...] = ("architecture", "seed", "reference", "reference_seed", "metric",
                                    "difference", "ci_low", "ci_high", "significant")

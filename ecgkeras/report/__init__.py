@@ -1,0 +1,1 @@
+"""Tables, figures, the summary folder and the HTML site of a study."""

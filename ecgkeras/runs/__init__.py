@@ -1,0 +1,1 @@
+"""One run: its configuration, the experiment, its record on disk."""

@@ -1,0 +1,1 @@
+"""A study: many runs planned, executed (locally or on SLURM) and tracked."""
