@@ -44,7 +44,7 @@ PAIRS = (("default", "default-again"), ("default", "isa-avx2"), ("default", "one
 CHILD = """
 import json, sys, numpy as np
 from ecgkeras.data.ptbxl import load_ptbxl
-from ecgkeras.runs.record import RunConfig, run_experiment
+from ecgkeras.runs import RunConfig, run_experiment
 data_dir, arch, epochs, run_dir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 config = RunConfig.from_parameters(data_dir=data_dir, architecture=arch, epochs=epochs, batch_size=32,
                                    patience=epochs, bootstrap_resamples=0, verbose=0)

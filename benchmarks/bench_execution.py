@@ -55,7 +55,7 @@ def slurm_overhead(data: Path, work: Path) -> dict:
     """Per-run overhead of --executor slurm on a single-node cluster (2 CPUs, 1 per run)."""
     from slurm_cluster import slurm_cluster
 
-    from ecgkeras.runs.record import find_runs
+    from ecgkeras.runs import find_runs
 
     with slurm_cluster(work / "cluster") as env:
         out = work / "slurm"

@@ -35,7 +35,7 @@ SETTINGS = {"real": {"epochs": 30, "batch_size": 32}, "synthetic": {"epochs": 20
 
 
 def _train(data_dir: Path, architecture: str, run_dir: Path, epochs: int, batch_size: int):
-    from ecgkeras.runs.record import RunConfig, is_complete, load_run, run_experiment
+    from ecgkeras.runs import RunConfig, is_complete, load_run, run_experiment
 
     if is_complete(run_dir):
         return load_run(run_dir)
@@ -73,9 +73,9 @@ def measure(run, n_records: int, methods: list[str]) -> dict:
 
 def run_all(data_dir: Path, architectures: list[str], n_records: int, methods: list[str],
             synthetic_records: int = DEMO_RECORDS, progress: bool = True) -> dict:
-    from ecgkeras.explain import METHODS
-    from ecgkeras.runs.record import library_versions
     from ecgkeras.data.synthetic import make_synthetic_ptbxl
+    from ecgkeras.explain import METHODS
+    from ecgkeras.runs import library_versions
 
     logging.getLogger("ecgkeras").setLevel(logging.ERROR)
     methods = methods or list(METHODS)

@@ -74,7 +74,7 @@ def child(step: str, rate: int, data_dir: str, cache_dir: str) -> dict:
     from ecgkeras.data.ptbxl import load_ptbxl
 
     if step == "epoch":
-        from ecgkeras.runs.record import RunConfig, run_experiment
+        from ecgkeras.runs import RunConfig, run_experiment
 
         baseline = peak_rss()
         config = RunConfig.from_parameters(data_dir=data_dir, sampling_rate=rate, epochs=1, verbose=0,

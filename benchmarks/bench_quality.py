@@ -53,7 +53,7 @@ def run(data_dir: str | Path = DEFAULT_DATA_DIR, architectures: list[str] | None
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from ecgkeras.data import ptbxl as ecg_data
     from ecgkeras.data.ptbxl import load_ptbxl
-    from ecgkeras.runs.record import POLICIES, RunConfig, library_versions, run_experiment
+    from ecgkeras.runs import POLICIES, RunConfig, library_versions, run_experiment
 
     data_dir = Path(data_dir)
     if not (data_dir / ecg_data.DATABASE_CSV).is_file():

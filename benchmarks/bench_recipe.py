@@ -69,7 +69,7 @@ def load(setting: str):
 
 def train(setting: str, architectures: list[str], variants: list[str], seeds: list[int]) -> None:
     """Train each (architecture, variant, seed); append validation results to RESULTS_FILE."""
-    from ecgkeras.runs.record import RunConfig, run_experiment
+    from ecgkeras.runs import RunConfig, run_experiment
 
     data_dir, dataset = load(setting)
     for arch in architectures:

@@ -17,8 +17,8 @@ __version__ = "0.1.0"
 
 _LAZY = {"build_model": "ecgkeras.models", "ARCHITECTURES": "ecgkeras.models",
          "PAPER_ARCHITECTURES": "ecgkeras.models", "train_model": "ecgkeras.training",
-         "TrainingConfig": "ecgkeras.training", "RunConfig": "ecgkeras.runs.record",
-         "run_experiment": "ecgkeras.runs.record", "load_run": "ecgkeras.runs.record"}
+         "TrainingConfig": "ecgkeras.training", "RunConfig": "ecgkeras.runs",
+         "run_experiment": "ecgkeras.runs", "load_run": "ecgkeras.runs", "RunRecord": "ecgkeras.runs"}
 
 __all__ = ["PTBXL", "Standardizer", "load_ptbxl", "EcgkerasError", "__version__", *_LAZY]
 

@@ -64,7 +64,7 @@ def _architectures(args: argparse.Namespace) -> None:
 
 
 def _parameters(args: argparse.Namespace) -> None:
-    from ecgkeras.runs.record import RunConfig
+    from ecgkeras.runs.config import RunConfig
     from ecgkeras.schema import describe_parameters
 
     print("Run parameters: `ecgkeras study -p NAME VALUE` (VALUE as JSON: 0.001, [1, 2], null, true, or "
@@ -76,7 +76,7 @@ def _parameters(args: argparse.Namespace) -> None:
 
 def _notebooks(args: argparse.Namespace) -> None:
     from ecgkeras.files import atomic_write_text
-    from ecgkeras.study.runner import NOTEBOOK_SOURCES, notebook_source, to_ipynb
+    from ecgkeras.study.notebooks import NOTEBOOK_SOURCES, notebook_source, to_ipynb
 
     names = sorted(source.name.removesuffix(".py") for source in NOTEBOOK_SOURCES.iterdir()
                    if source.name.endswith(".py"))
@@ -96,7 +96,7 @@ def _notebooks(args: argparse.Namespace) -> None:
 
 def _study_inputs(args: argparse.Namespace) -> tuple[dict, Path | None, Path | None]:
     """The run parameters, data folder and study folder a `study` command asks for (nothing written)."""
-    from ecgkeras.study.runner import parse_parameters
+    from ecgkeras.study.plan import parse_parameters
 
     parameters = parse_parameters(args.param)
     for name in ("sampling_rate", "epochs"):
@@ -117,8 +117,8 @@ def _study_inputs(args: argparse.Namespace) -> tuple[dict, Path | None, Path | N
 
 def _study(args: argparse.Namespace) -> None:
     from ecgkeras.models import PAPER_ARCHITECTURES
-    from ecgkeras.report.site import REPORT_DIR
-    from ecgkeras.study.runner import publish_summary, run_study
+    from ecgkeras.report.aggregate import publish_summary, run_study
+    from ecgkeras.study.layout import REPORT_DIR
 
     if args.list_runs:
         _list_runs(args)
@@ -128,8 +128,8 @@ def _study(args: argparse.Namespace) -> None:
     if data_dir is None or out is None:
         raise EcgkerasError(f"study needs --data-dir DIR (or ${PTBXL_VARIABLE}) and --out STUDY_DIR (or --demo)")
     if args.demo:
-        from ecgkeras.study.runner import plan_study
         from ecgkeras.data.synthetic import make_synthetic_ptbxl
+        from ecgkeras.study.plan import plan_study
 
         plan_study(None, out.resolve(), args.architectures or PAPER_ARCHITECTURES, args.seeds, parameters)
     if args.publish:
@@ -165,11 +165,11 @@ def _study(args: argparse.Namespace) -> None:
 
 def _check_publish(args: argparse.Namespace, study_dir: Path, parameters: dict) -> None:
     """Before anything is made: --publish takes only the demo's own study, into a folder it may replace."""
-    from ecgkeras.study.executors import grid
     from ecgkeras.files import check_replaceable
     from ecgkeras.models import PAPER_ARCHITECTURES, get_architecture
-    from ecgkeras.runs.record import RunConfig, find_runs
-    from ecgkeras.study.runner import PUBLISHED_KIND
+    from ecgkeras.runs.config import RunConfig
+    from ecgkeras.runs.record import find_runs
+    from ecgkeras.study.layout import PUBLISHED_KIND, grid
 
     def results(values: dict) -> dict:
         return RunConfig.from_parameters(**{**values, "data_dir": "."}).shared_parameters(results_only=True)
@@ -196,9 +196,10 @@ def _check_publish(args: argparse.Namespace, study_dir: Path, parameters: dict) 
 
 
 def _execution(args: argparse.Namespace):
-    from ecgkeras.study.executors import SlurmOptions, parse_shard
     from ecgkeras.study.devices import parse_gpus
+    from ecgkeras.study.layout import parse_shard
     from ecgkeras.study.runner import Execution
+    from ecgkeras.study.slurm import SlurmOptions
 
     extra = {}
     for option in args.sbatch:
@@ -215,9 +216,9 @@ def _execution(args: argparse.Namespace):
 
 def _list_runs(args: argparse.Namespace) -> None:
     """The run ids a `study` command would execute, from the study's own planner and checks."""
-    from ecgkeras.study.executors import parse_shard, run_id
     from ecgkeras.models import PAPER_ARCHITECTURES
-    from ecgkeras.study.runner import plan_study
+    from ecgkeras.study.layout import parse_shard, run_id
+    from ecgkeras.study.plan import plan_study
 
     parameters, data_dir, out = _study_inputs(args)
     if args.demo and args.data_dir is None:
@@ -229,7 +230,7 @@ def _list_runs(args: argparse.Namespace) -> None:
 
 
 def _status(args: argparse.Namespace) -> None:
-    from ecgkeras.study.executors import run_status
+    from ecgkeras.study.status import run_status
 
     if not args.study_dir.is_dir():
         raise EcgkerasError(f"study folder not found: {args.study_dir}")
@@ -243,10 +244,10 @@ def _status(args: argparse.Namespace) -> None:
 
 
 def _aggregate(args: argparse.Namespace) -> None:
-    from ecgkeras.runs.record import RunConfig
+    from ecgkeras.report.aggregate import aggregate_study
+    from ecgkeras.runs.config import RunConfig
     from ecgkeras.schema import check_parameter
-    from ecgkeras.report.site import REPORT_DIR
-    from ecgkeras.study.runner import aggregate_study
+    from ecgkeras.study.layout import REPORT_DIR
 
     check_parameter(RunConfig, "bootstrap_resamples", args.bootstrap_resamples,
                     f"--bootstrap-resamples {args.bootstrap_resamples}")
@@ -255,7 +256,7 @@ def _aggregate(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from ecgkeras.runs.record import predict_record
+    from ecgkeras.runs.inference import predict_record
 
     table = predict_record(args.run, args.record)
     predicted = table[table["predicted"]]
@@ -406,7 +407,7 @@ def main(argv: list[str] | None = None) -> None:
         where = f" {exc.filename}" if exc.filename else ""
         print(f"ecgkeras: error: cannot use{where}: {exc.strerror or exc}; choose another location", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:  # also executors.StudyInterrupted, raised once running kernels are stopped
+    except KeyboardInterrupt:  # also StudyInterrupted, raised once running kernels are stopped
         print("ecgkeras: interrupted; complete runs are kept, rerun the same command to finish the others",
               file=sys.stderr)
         sys.exit(130)

@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, cpu_count, delayed
 from sklearn.metrics import (accuracy_score, average_precision_score, brier_score_loss, f1_score, hamming_loss,
-                             precision_recall_curve, precision_recall_fscore_support, precision_score,
-                             recall_score, roc_auc_score)
+                             precision_recall_curve, precision_recall_fscore_support, precision_score, recall_score,
+                             roc_auc_score)
 
 PARALLEL_MIN_RESAMPLES = 100  # per worker process: below this, starting workers costs more than it saves
 HEADLINE_METRICS: tuple[str, ...] = ("hamming_loss", "macro_auprc", "micro_f1", "subset_accuracy",

@@ -32,7 +32,8 @@ from matplotlib.patches import Patch
 
 from ecgkeras.data.ptbxl import LEADS
 from ecgkeras.errors import EcgkerasError
-from ecgkeras.runs.record import RunRecord, load_run, predict_record, record_input
+from ecgkeras.runs.inference import predict_record, record_input
+from ecgkeras.runs.record import RunRecord, load_run
 from ecgkeras.training import window_starts
 
 DEFAULT_METHOD = "integrated_gradients"  # most faithful in benchmarks/bench_explain.py

@@ -9,7 +9,7 @@ from ecgkeras import EcgkerasError
 from ecgkeras.models import build_model
 from ecgkeras.report.summary import convergence_lines
 from ecgkeras.report.tables import summary_table, unconverged_runs
-from ecgkeras.runs.record import RunConfig, run_experiment
+from ecgkeras.runs import RunConfig, run_experiment
 from ecgkeras.training import TrainingConfig, compile_model, convergence, warmup_schedule
 
 SMALL_MODEL = {"filters": [16, 16, 32, 32], "rnn_units": 16, "head_units": 32}

@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 import wfdb
 
-from ecgkeras.data import ptbxl as data
 from ecgkeras.cli import main
+from ecgkeras.data import ptbxl as data
 from ecgkeras.data.ptbxl import LEADS, load_ptbxl
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.quiet import QUIET_ENV
-from ecgkeras.runs.record import MODEL_FILE, PREDICTIONS_FILE, RunConfig, find_runs, is_complete, load_run, run_experiment
+from ecgkeras.runs import MODEL_FILE, PREDICTIONS_FILE, RunConfig, find_runs, is_complete, load_run, run_experiment
 
 TINY = {"epochs": 1, "batch_size": 32, "bootstrap_resamples": 10, "filters": [8, 8, 16, 16],
         "rnn_units": 8, "head_units": 16, "verbose": 0}
@@ -287,7 +287,7 @@ def test_a_damaged_run_is_not_complete_and_aggregate_says_so(study_copy, capsys,
 
 @pytest.mark.slow
 def test_status_does_not_call_a_truncated_model_complete(study_copy, capsys):
-    from ecgkeras.study.runner import TRAIN_NOTEBOOK
+    from ecgkeras.study.notebooks import TRAIN_NOTEBOOK
 
     run_dir = study_copy / "cnn" / "seed-0"
     (run_dir / f"{TRAIN_NOTEBOOK}.ipynb").write_text("{}")
@@ -327,7 +327,7 @@ def test_a_record_predict_cannot_read_is_one_line_error(crop_run, tmp_path, caps
 @pytest.mark.slow
 def test_explain_says_which_predicted_classes_it_left_out(crop_run, synthetic_ptbxl, tmp_path, capsys, monkeypatch):
     import ecgkeras.explain as explain
-    from ecgkeras.runs.record import predict_record
+    from ecgkeras.runs import predict_record
 
     def everything_predicted(run_dir, record):
         return predict_record(run_dir, record).assign(predicted=True)

@@ -6,8 +6,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import brier_score_loss
 
 from ecgkeras.evaluation import (all_metrics, bootstrap_intervals, calibration_metrics, expected_calibration_error,
-                                 paired_bootstrap, per_class_table, ranking_metrics, threshold_metrics,
-                                 tune_thresholds)
+                                 paired_bootstrap, per_class_table, ranking_metrics, threshold_metrics, tune_thresholds)
 
 # 4 records x 3 classes; class 2 has no positive record.
 Y_TRUE = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 0]])

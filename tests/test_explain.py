@@ -9,10 +9,9 @@ from PIL import Image
 from ecgkeras import EcgkerasError
 from ecgkeras.cli import main
 from ecgkeras.data.ptbxl import LEADS
-from ecgkeras.explain import (Classifier, attribute, explain_record, faithfulness, plot_explanation,
-                              save_explanation)
-from ecgkeras.runs.record import RunConfig, load_run, record_input, run_experiment
-from ecgkeras.study.runner import to_ipynb
+from ecgkeras.explain import Classifier, attribute, explain_record, faithfulness, plot_explanation, save_explanation
+from ecgkeras.runs import RunConfig, load_run, record_input, run_experiment
+from ecgkeras.study.notebooks import to_ipynb
 
 SMALL_MODEL = {"filters": [16, 16, 32, 32], "rnn_units": 16, "head_units": 32}
 INFERIOR_MI = "records100/00000/00210_lr"  # fold 10 (test) of the subset, labelled IMI

@@ -7,8 +7,9 @@ import nbformat
 import pytest
 
 from ecgkeras import EcgkerasError
-from ecgkeras.runs.record import find_runs, is_complete, load_run
-from ecgkeras.study.runner import notebook_parameters, run_study, to_ipynb
+from ecgkeras.report.aggregate import run_study
+from ecgkeras.runs import find_runs, is_complete, load_run
+from ecgkeras.study.notebooks import notebook_parameters, to_ipynb
 
 TINY = {"epochs": 1, "batch_size": 32, "bootstrap_resamples": 10, "filters": [8, 8, 16, 16],
         "rnn_units": 8, "head_units": 16}

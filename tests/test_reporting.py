@@ -11,12 +11,12 @@ import pytest
 
 from ecgkeras import EcgkerasError
 from ecgkeras.report.figures import (plot_complexity, plot_history, plot_paired_comparison, plot_recall_bars,
-                              plot_recall_heatmap, save_figure)
+                                     plot_recall_heatmap, save_figure)
 from ecgkeras.report.formatting import format_table, save_table
 from ecgkeras.report.summary import write_summary
-from ecgkeras.runs.record import RECORD_FORMAT, RunConfig, find_runs
-from ecgkeras.report.tables import PAPER_REFERENCE, paired_comparisons, per_class_recall, reference_table, runs_frame, \
-    summary_table
+from ecgkeras.report.tables import (PAPER_REFERENCE, paired_comparisons, per_class_recall, reference_table, runs_frame,
+                                    summary_table)
+from ecgkeras.runs import RECORD_FORMAT, RunConfig, find_runs
 
 matplotlib.use("Agg")
 

@@ -8,8 +8,10 @@ import pytest
 
 from ecgkeras import EcgkerasError
 from ecgkeras.cli import main
-from ecgkeras.runs.record import RECORD_FILE, RunConfig, is_complete, load_run, predict_record, run_experiment
-from ecgkeras.study.runner import TRAIN_NOTEBOOK, notebook_parameters, plan_runs, run_study, to_ipynb
+from ecgkeras.report.aggregate import run_study
+from ecgkeras.runs import RECORD_FILE, RunConfig, is_complete, load_run, predict_record, run_experiment
+from ecgkeras.study.notebooks import TRAIN_NOTEBOOK, notebook_parameters, to_ipynb
+from ecgkeras.study.plan import plan_runs
 
 TINY = {"epochs": 1, "batch_size": 32, "bootstrap_resamples": 10, "filters": [8, 8, 16, 16],
         "rnn_units": 8, "head_units": 16, "verbose": 0}
@@ -92,7 +94,7 @@ def test_a_failed_rerun_keeps_the_completed_run(complete_run, synthetic_ptbxl, t
         raise MemoryError("killed while evaluating")
 
     with monkeypatch.context() as patch:  # a failure after training started
-        patch.setattr("ecgkeras.runs.record.evaluate_run", fail)
+        patch.setattr("ecgkeras.runs.experiment.evaluate_run", fail)
         with pytest.raises(MemoryError):
             run_experiment(config, run_dir, progress=False)
     assert (run_dir / RECORD_FILE).read_bytes() == record and is_complete(run_dir)

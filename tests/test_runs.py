@@ -9,7 +9,7 @@ import pytest
 from ecgkeras import EcgkerasError
 from ecgkeras.cli import main
 from ecgkeras.models import build_model
-from ecgkeras.runs.record import RunConfig, find_runs, is_complete, load_run, predict_record, run_experiment
+from ecgkeras.runs import RunConfig, find_runs, is_complete, load_run, predict_record, run_experiment
 
 SMALL_MODEL = {"filters": [16, 16, 32, 32], "rnn_units": 16, "head_units": 32}
 

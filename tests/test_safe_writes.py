@@ -15,16 +15,17 @@ import time
 from pathlib import Path
 
 import pytest
+from test_reporting import write_run
+from test_site import TINY
 
 from ecgkeras import EcgkerasError, cli
 from ecgkeras.cli import build_parser, main
 from ecgkeras.files import FOLDER_MARKER, check_replaceable, replaced_folder
+from ecgkeras.report.aggregate import PUBLISHED_SUFFIXES, publish_summary, run_study
+from ecgkeras.report.site import write_site
 from ecgkeras.report.summary import write_summary
-from ecgkeras.runs.record import find_runs
-from ecgkeras.report.site import REPORT_KIND, write_site
-from ecgkeras.study.runner import PUBLISHED_KIND, PUBLISHED_SUFFIXES, SUMMARY_KIND, publish_summary, run_study
-from test_reporting import write_run
-from test_site import TINY
+from ecgkeras.runs import find_runs
+from ecgkeras.study.layout import PUBLISHED_KIND, REPORT_KIND, SUMMARY_KIND
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_ARGS = [arg for name, value in TINY.items() for arg in ("-p", name, json.dumps(value))]

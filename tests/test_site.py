@@ -12,8 +12,8 @@ from PIL import Image
 
 from ecgkeras import EcgkerasError
 from ecgkeras.cli import main
+from ecgkeras.report.aggregate import run_study
 from ecgkeras.report.site import markdown_to_html, write_site
-from ecgkeras.study.runner import run_study
 
 TINY = {"epochs": 1, "batch_size": 32, "bootstrap_resamples": 10, "filters": [8, 8, 16, 16],
         "rnn_units": 8, "head_units": 16}

@@ -16,8 +16,8 @@ import tensorflow as tf
 import wfdb
 
 from ecgkeras.data.ptbxl import Signals, Standardizer, load_ptbxl
-from ecgkeras.runs.record import RunConfig, predict_record, run_experiment
-from ecgkeras.training import make_dataset, predict_probabilities, train_model, TrainingConfig
+from ecgkeras.runs import RunConfig, predict_record, run_experiment
+from ecgkeras.training import TrainingConfig, make_dataset, predict_probabilities, train_model
 
 SMALL_MODEL = {"filters": [8, 8, 16, 16], "rnn_units": 8, "head_units": 16}
 

@@ -10,15 +10,16 @@ import time
 from pathlib import Path
 
 import pytest
-
-from ecgkeras.cli import main
-from ecgkeras.study.executors import GRID_FILE, SLURM_DIR, SLURM_JOBS_FILE, execute_run
-from ecgkeras.quiet import QUIET_ENV
-from ecgkeras.runs.record import RunConfig
-from ecgkeras.study.runner import STUDY_FILE, TRAIN_NOTEBOOK, run_study, to_ipynb
 from test_notebooks import TINY
 from test_study_execution import ecgkeras, fake_gpus, finish
 
+from ecgkeras.cli import main
+from ecgkeras.quiet import QUIET_ENV
+from ecgkeras.report.aggregate import run_study
+from ecgkeras.runs import RunConfig
+from ecgkeras.study.layout import GRID_FILE, SLURM_DIR, SLURM_JOBS_FILE, STUDY_FILE
+from ecgkeras.study.local import execute_run
+from ecgkeras.study.notebooks import TRAIN_NOTEBOOK, to_ipynb
 
 
 def tiny_args(**changes) -> list[str]:

@@ -14,12 +14,13 @@ import time
 from pathlib import Path
 
 import pytest
-
-from ecgkeras.study.executors import grid, shard
-from ecgkeras.study.locks import RunLocked, lock_owner, lock_path, run_lock
-from ecgkeras.runs.record import is_complete, load_run
-from ecgkeras.study.runner import Execution, run_study
 from test_notebooks import TINY
+
+from ecgkeras.report.aggregate import run_study
+from ecgkeras.runs import is_complete, load_run
+from ecgkeras.study.layout import grid, shard
+from ecgkeras.study.locks import RunLocked, lock_owner, lock_path, run_lock
+from ecgkeras.study.runner import Execution
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_ARGS = [arg for name, value in TINY.items() for arg in ("-p", name, json.dumps(value))]
@@ -62,7 +63,7 @@ def test_a_run_lock_excludes_others_and_a_dead_owners_lock_is_taken_over(tmp_pat
 
 
 def test_shards_partition_the_grid():
-    runs = grid(Path("/s"), ["cnn", "cnn-gru", "cnn-lstm"], [0, 1, 2])
+    runs = list(grid(Path("/s"), ["cnn", "cnn-gru", "cnn-lstm"], [0, 1, 2]))
     shards = [shard(runs, i, 4) for i in range(1, 5)]
     assert sorted(sum(shards, [])) == sorted(runs)
     assert shards == [shard(runs, i, 4) for i in range(1, 5)]  # deterministic

@@ -10,11 +10,11 @@ import json
 import os
 
 import pytest
-
-from ecgkeras.study.executors import SLURM_DIR, SLURM_JOBS_FILE, grid
-from ecgkeras.runs.record import is_complete, load_run
 from slurm_cluster import slurm_cluster
 from test_study_execution import completed_count, ecgkeras, finish, study_args
+
+from ecgkeras.runs import is_complete, load_run
+from ecgkeras.study.layout import SLURM_DIR, SLURM_JOBS_FILE, grid
 
 
 @pytest.fixture(scope="module")

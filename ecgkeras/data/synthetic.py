@@ -778,7 +778,8 @@ def make_synthetic_ptbxl(out_dir: str | Path, n_records: int = 600, seed: int = 
     """
     _check_parameters(n_records, seed)
     out_dir = Path(out_dir)
-    parameters = {"generator": "ecgkeras.data.synthetic", "format_version": FORMAT_VERSION,
+    # "ecgkeras.synthetic": the generator's name in every dataset made so far (not its module path)
+    parameters = {"generator": "ecgkeras.synthetic", "format_version": FORMAT_VERSION,
                   "n_records": int(n_records), "seed": int(seed)}
     if _holds_same_dataset(out_dir, parameters):
         return out_dir

@@ -29,8 +29,8 @@ example_classes = ["NORM", "IMI", "CLBBB", "LVH", "STTC"]  # classes to plot one
 from IPython.display import display
 
 from ecgkeras import load_ptbxl
-from ecgkeras.report.explore import (example_records, fold_counts, label_hierarchy,
-                              plot_12lead, plot_class_counts, plot_cooccurrence)
+from ecgkeras.report.explore import (example_records, fold_counts, label_hierarchy, plot_12lead, plot_class_counts,
+                                     plot_cooccurrence)
 
 dataset = load_ptbxl(data_dir, sampling_rate=sampling_rate, label_level=label_level)
 print(f"{len(dataset.ecg_ids)} records, {len(dataset.classes)} classes, signals {dataset.X.shape[1:]} "

@@ -19,56 +19,19 @@
 # papermill; the cell below holds its parameters.
 
 # %% tags=["parameters"]
-# Every run parameter, with the schema's default (`ecgkeras parameters` lists types and ranges).
-data_dir = "data/synthetic-ptbxl"  # a PTB-XL folder (ptbxl_database.csv, scp_statements.csv, records100/...)
-architecture = "cnn-bilstm"  # see `ecgkeras architectures`
-sampling_rate = 100  # 100 or 500 Hz
-label_level = "subclass"  # subclass (23), superclass (5), diagnostic, form, rhythm, all
-seed = 0
-train_folds = [1, 2, 3, 4, 5, 6, 7, 8]
-val_folds = [9]  # early stopping and threshold tuning
-test_folds = [10]
-bootstrap_resamples = 1000  # test-fold bootstrap for 95% intervals; 0: none
-cache_dir = None  # signal cache; None: $ECGKERAS_CACHE or ~/.cache/ecgkeras
-# model
-filters = [64, 64, 128, 128]
-kernel_sizes = [7, 5, 5, 3]
-pool_size = 2
-rnn_units = 64
-rnn_dropout = 0.2
-depth = None  # None: the architecture's own number of recurrent layers
-rnn_readout = "last"  # last: the final state (the paper's design); pool: average and max over the sequence
-head_units = 128
-dropout = 0.3
-# training
-epochs = 30
-batch_size = 64
-learning_rate = 0.001
-loss = "bce"  # bce, weighted_bce or focal
-focal_gamma = 2.0
-max_pos_weight = 50.0
-crop_length = None  # random crops of this many samples while training; None: full records
-window_stride = None  # sliding-window stride at evaluation; None: half the crop
-patience = 8  # early stopping on validation macro-AUPRC
-lr_patience = 3
-lr_factor = 0.5
-min_learning_rate = 1e-05
-global_clipnorm = None  # gradient clipping; measured no help (benchmarks/RESULTS.md)
-warmup_epochs = 0  # linear learning-rate warm-up
-jit_compile = False  # XLA; measured slower on CPU (benchmarks/RESULTS.md); needs deterministic off
-deterministic = True  # deterministic TensorFlow ops: the same seed gives the same metrics
-verbose = 2  # Keras: one line per epoch
-# where the run record goes
-output_dir = "runs/notebook/cnn-bilstm/seed-0"
+# Run parameters by name: any of `ecgkeras parameters` (types, defaults, ranges); the others keep
+# their defaults. `ecgkeras study` passes each run's whole planned configuration here.
+parameters = {"data_dir": "data/synthetic-ptbxl", "architecture": "cnn-bilstm", "epochs": 30}
+output_dir = "runs/notebook/cnn-bilstm/seed-0"  # where the run record goes
 
 # %%
 import pandas as pd
 from IPython.display import Markdown, display
 
 from ecgkeras.report.figures import plot_history
-from ecgkeras.runs.record import RunConfig, run_experiment
+from ecgkeras.runs import RunConfig, run_experiment
 
-config = RunConfig.from_parameters(**{name: globals()[name] for name in RunConfig.parameter_names()})
+config = RunConfig.from_parameters(**parameters)
 
 # %% [markdown]
 # ## Training

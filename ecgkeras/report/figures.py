@@ -16,8 +16,8 @@ from ecgkeras.errors import EcgkerasError
 from ecgkeras.evaluation import CALIBRATION_BINS
 from ecgkeras.files import atomic_write
 from ecgkeras.report.formatting import LABELS
-from ecgkeras.runs.record import RunRecord
 from ecgkeras.report.tables import ordered_runs
+from ecgkeras.runs.record import RunRecord
 from ecgkeras.training import MONITOR
 
 

@@ -28,10 +28,8 @@ from ecgkeras.files import atomic_write_text, check_replaceable, replaced_folder
 from ecgkeras.report.figures import plot_history
 from ecgkeras.report.formatting import LABELS
 from ecgkeras.runs.record import RunRecord, find_runs
+from ecgkeras.study.layout import REPORT_DIR, REPORT_KIND, SUMMARY_DIR
 
-REPORT_DIR = "report"
-REPORT_KIND = "report"  # the kind of folder `write_site` writes (`ecgkeras.files.replaced_folder`)
-SUMMARY_DIR = "summary"
 # Summary tables shown on the index, in this order, with their headings.
 SUMMARY_TABLES = {"results_tuned": "Test-fold results, validation-tuned thresholds",
                   "results_fixed": "Test-fold results, fixed threshold 0.5",

@@ -9,14 +9,15 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from ecgkeras.errors import EcgkerasError
-from ecgkeras.files import atomic_write_text
 from ecgkeras.evaluation import CALIBRATION_BINS
+from ecgkeras.files import atomic_write_text
 from ecgkeras.report.figures import (plot_complexity, plot_learning_curves, plot_paired_comparison, plot_recall_bars,
-                              plot_recall_heatmap, plot_reliability, save_figure)
+                                     plot_recall_heatmap, plot_reliability, save_figure)
 from ecgkeras.report.formatting import format_table, save_table
-from ecgkeras.runs.record import POLICIES, RunRecord, find_runs
 from ecgkeras.report.tables import (PAIRED_COLUMNS, ordered_runs, paired_comparisons, per_class_recall, reference_table,
-                             runs_frame, shown_path, summary_table, unconverged_runs)
+                                    runs_frame, shown_path, summary_table, unconverged_runs)
+from ecgkeras.runs.config import POLICIES
+from ecgkeras.runs.record import RunRecord, find_runs
 
 
 def _distinct(values: Iterable) -> str:

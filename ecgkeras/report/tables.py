@@ -21,7 +21,8 @@ import pandas as pd
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.evaluation import HEADLINE_METRICS, TABLE_METRICS, paired_bootstrap
 from ecgkeras.models import ARCHITECTURES
-from ecgkeras.runs.record import POLICIES, RunRecord
+from ecgkeras.runs.config import POLICIES
+from ecgkeras.runs.record import RunRecord
 
 PAIRED_COLUMNS: tuple[str, ...] = ("architecture", "seed", "reference", "reference_seed", "metric",
                                    "difference", "ci_low", "ci_high", "significant")

@@ -1,1 +1,26 @@
-"""One run: its configuration, the experiment, its record on disk."""
+"""One run: its configuration (`config`), the experiment that trains and evaluates it (`experiment`),
+its record on disk (`record`, the only reader and writer of a run folder), where it came from
+(`provenance`) and predictions of new ECGs with it (`inference`).
+
+Names are imported on first use, so reading run records needs no TensorFlow.
+"""
+
+from importlib import import_module
+
+_HOMES = {
+    "config": ("RunConfig", "POLICIES", "SPLITS", "PER_RUN"),
+    "record": ("RunRecord", "load_run", "is_complete", "find_runs", "RECORD_FILE", "PREDICTIONS_FILE",
+               "RECORD_FORMAT", "MODEL_FILE", "HISTORY_FILE"),
+    "experiment": ("run_experiment", "load_dataset", "prepare_splits"),
+    "provenance": ("library_versions", "data_provenance", "execution_context"),
+    "inference": ("record_input", "predict_record"),
+}
+_LAZY = {name: f"ecgkeras.runs.{module}" for module, names in _HOMES.items() for name in names}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ecgkeras.runs' has no attribute {name!r}")

@@ -16,36 +16,28 @@ Field by field documentation: results/README.md.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import platform
 import shutil
-import sys
-import time
 import zipfile
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
 
 from ecgkeras import __version__
-from ecgkeras.data.ptbxl import DATABASE_CSV, DEFAULT_FOLDS, FILENAME_COLUMN, LABEL_LEVELS, PTBXL, Part, Standardizer, \
-    load_ptbxl
+from ecgkeras.data.ptbxl import PTBXL, Part, Standardizer
 from ecgkeras.errors import EcgkerasError
-from ecgkeras.evaluation import all_metrics, bootstrap_intervals, per_class_table, tune_thresholds
 from ecgkeras.files import atomic_write, atomic_write_text
-from ecgkeras.models import ARCHITECTURES, ModelConfig, build_model, check_model, get_architecture
-from ecgkeras.study.devices import execution_context
-from ecgkeras.schema import Schema, parameter
-from ecgkeras.data.synthetic import MARKER_FILE
-from ecgkeras.training import HISTORY_FILE, MODEL_FILE, MONITOR, TrainingConfig, convergence, \
-    predict_probabilities, set_seed, train_model
+from ecgkeras.models import get_architecture
+from ecgkeras.runs.config import POLICIES, SPLITS, RunConfig
+from ecgkeras.runs.provenance import data_provenance, execution_context, library_versions
+from ecgkeras.training import HISTORY_FILE, MODEL_FILE, MONITOR, convergence
 
 RECORD_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.npz"
@@ -53,116 +45,9 @@ RUN_FILES = (RECORD_FILE, PREDICTIONS_FILE, HISTORY_FILE, MODEL_FILE)
 RECORD_FORMAT = 2  # 2 added the data provenance and the full model configuration
 PREDICTION_ARRAYS = ("classes", *(f"{split}_{kind}" for split in ("val", "test") for kind in ("ecg_ids", "true", "prob")))
 MODEL_ENTRIES = ("config.json", "model.weights.h5")  # what Keras' .keras zip must hold to load
-PER_RUN = ("architecture", "seed")  # what differs between the runs of one study
-POLICIES: tuple[str, ...] = ("tuned", "fixed")
-SPLITS: tuple[str, ...] = ("val", "test")
-_FOLD = {"minimum": 1, "maximum": 10}  # PTB-XL's strat_fold values
-
-
-@dataclass
-class RunConfig(Schema):
-    """Everything that defines a run: data, architecture, seed, evaluation, model and training parts.
-
-    `from_parameters` takes the flat names of the training notebook's parameters cell (run,
-    model and training names mixed); `parameters` gives them back.
-    """
-
-    kind: ClassVar[str] = "run parameter"
-
-    data_dir: str = parameter(help="PTB-XL folder (ptbxl_database.csv, scp_statements.csv, records100/ ...)")
-    architecture: str = parameter("cnn-bilstm", "see `ecgkeras architectures`", choices=lambda: ARCHITECTURES)
-    sampling_rate: int = parameter(100, "Hz: PTB-XL has 100 and 500", choices=tuple(FILENAME_COLUMN))
-    label_level: str = parameter("subclass", "label level; subclass: the 23 diagnostic subclasses",
-                                 choices=LABEL_LEVELS)
-    seed: int = parameter(0, "seeds initial weights, shuffling and the bootstrap", minimum=0)
-    train_folds: tuple[int, ...] = parameter(DEFAULT_FOLDS["train"], "strat_fold values to train on", **_FOLD)
-    val_folds: tuple[int, ...] = parameter(DEFAULT_FOLDS["val"], "folds for early stopping and thresholds",
-                                           **_FOLD)
-    test_folds: tuple[int, ...] = parameter(DEFAULT_FOLDS["test"], "folds reported as test", **_FOLD)
-    bootstrap_resamples: int = parameter(1000, "test-fold bootstrap resamples for 95% intervals; 0: none",
-                                         minimum=0)
-    cache_dir: str | None = parameter(None, "signal cache; None: $ECGKERAS_CACHE or ~/.cache/ecgkeras",
-                                      affects_results=False)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    training: TrainingConfig = field(default_factory=TrainingConfig)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if isinstance(self.model, dict):
-            self.model = ModelConfig.from_dict(self.model)
-        if isinstance(self.training, dict):
-            self.training = TrainingConfig.from_dict(self.training)
-        folds = [*self.train_folds, *self.val_folds, *self.test_folds]
-        if len(folds) != len(set(folds)):
-            raise EcgkerasError(f"train_folds={list(self.train_folds)}, val_folds={list(self.val_folds)} and "
-                                f"test_folds={list(self.test_folds)} overlap: give each fold to one split")
-
-    @staticmethod
-    def parts() -> dict[str, type[Schema]]:
-        """The schemas whose fields make up the flat parameters, in the notebook's order."""
-        return {"run": RunConfig, "model": ModelConfig, "training": TrainingConfig}
-
-    @classmethod
-    def parameter_names(cls) -> dict[str, str]:
-        """Every flat parameter name -> the part it belongs to ('run', 'model' or 'training')."""
-        return {spec.name: part for part, schema in cls.parts().items()
-                for spec in schema.__dataclass_fields__.values() if "constraint" in spec.metadata}
-
-    @classmethod
-    def from_parameters(cls, **params: Any) -> "RunConfig":
-        """Build from flat parameters, refusing unknown names and wrong types with one-line errors."""
-        names = cls.parameter_names()
-        if unknown := sorted(set(params) - set(names)):
-            raise EcgkerasError(f"unknown parameter(s) {unknown}: valid names are {', '.join(names)} "
-                                "(see `ecgkeras parameters`)")
-        grouped: dict[str, dict[str, Any]] = {part: {} for part in cls.parts()}
-        for name, value in params.items():
-            grouped[names[name]][name] = value
-        return cls(**grouped["run"], model=ModelConfig.from_dict(grouped["model"]),
-                   training=TrainingConfig.from_dict(grouped["training"]))
-
-    def parameters(self) -> dict[str, Any]:
-        """The flat parameters (as in the notebook), JSON-ready."""
-        parts = {"run": self, "model": self.model, "training": self.training}
-        values = {name: getattr(parts[part], name) for name, part in self.parameter_names().items()}
-        return json.loads(json.dumps(values))
-
-    def shared_parameters(self, results_only: bool = False) -> dict[str, Any]:
-        """The parameters all runs of a study share (all but architecture and seed).
-
-        With `results_only`, leaves out those that cannot change results (cache folder, verbosity).
-        """
-        keep = {spec.name for part in self.parts().values() for spec in part.__dataclass_fields__.values()
-                if "constraint" in spec.metadata
-                and (spec.metadata["constraint"].affects_results or not results_only)}
-        return {name: value for name, value in self.parameters().items() if name in keep and name not in PER_RUN}
 
 
 # --------------------------------------------------------------------------- the record
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of Python and the libraries that shape results, plus the devices used."""
-    import keras
-    import sklearn
-    import tensorflow as tf
-    import wfdb
-
-    return {"ecgkeras": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
-            "tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__,
-            "pandas": pd.__version__, "scikit-learn": sklearn.__version__, "wfdb": wfdb.__version__,
-            "gpus": ", ".join(d.name for d in tf.config.list_physical_devices("GPU")) or "none"}
-
-
-def data_provenance(data_dir: str | Path) -> dict[str, Any]:
-    """Where a run's data came from, decided when it trains: synthetic or PTB-XL, folder, database hash."""
-    data_dir = Path(data_dir).resolve()
-    digest = hashlib.sha256()
-    with open(data_dir / DATABASE_CSV, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return {"synthetic": (data_dir / MARKER_FILE).is_file(), "data_dir": str(data_dir),
-            "database_sha256": digest.hexdigest()}
 
 
 _REQUIRED = ("config", "architecture", "classes", "data", "n_parameters", "timings", "standardizer",
@@ -472,50 +357,6 @@ def staged_run_dir(run_dir: str | Path) -> Iterator[Path]:
 # --------------------------------------------------------------------------- one run, step by step
 
 
-def load_dataset(config: RunConfig, progress: bool = True) -> PTBXL:
-    """The run's data, loaded (and checked) before anything is written."""
-    return load_ptbxl(config.data_dir, config.sampling_rate, config.label_level, config.train_folds,
-                      config.val_folds, config.test_folds, cache_dir=config.cache_dir, progress=progress)
-
-
-def checked_parts(config: RunConfig, data: PTBXL) -> dict[str, Part]:
-    """The train, validation and test parts (memory-mapped), once the run is checked against its data:
-    no split is empty, the crop fits the records and the model can be built on their input."""
-    parts = {name: data.part(name) for name in ("train", "val", "test")}
-    for name, part in parts.items():
-        if len(part.X) == 0:
-            raise EcgkerasError(f"the {name} split of {config.data_dir} is empty: check that the folds "
-                                f"{data.split_folds[name]} exist in its {DATABASE_CSV}")
-    crop = config.training.crop_length
-    length = parts["train"].X.shape[1]
-    if crop is not None and crop > length:
-        raise EcgkerasError(f"crop_length={crop} does not fit records of {length} samples: give a length "
-                            "between 1 and the record length, or None")
-    check_model(config.architecture, (crop or length, parts["train"].X.shape[2]), len(data.classes), config.model,
-                config.sampling_rate)
-    return parts
-
-
-def prepare_splits(config: RunConfig, data: PTBXL) -> tuple[Part, Part, Part, Standardizer]:
-    """Train, validation and test parts (`checked_parts`) and the standardizer fitted on training only.
-
-    Batches are standardized as they are read (`ecgkeras.training.make_dataset`), so no split is copied.
-    """
-    parts = checked_parts(config, data)
-    return parts["train"], parts["val"], parts["test"], Standardizer.fit(parts["train"].X)
-
-
-def train_run(config: RunConfig, data: PTBXL, train: Part, val: Part, standardizer: Standardizer, out_dir: Path):
-    """Build the architecture with the run's seed and train it; returns (model, history)."""
-    input_length = config.training.crop_length or train.X.shape[1]
-    set_seed(config.seed, config.training.deterministic)  # before building: initial weights are random too
-    model = build_model(config.architecture, (input_length, train.X.shape[2]), len(data.classes), config.model,
-                        sampling_rate=config.sampling_rate)
-    history = train_model(model, train, val, out_dir, config.training, seed=config.seed,
-                          standardizer=standardizer)
-    return model, history
-
-
 @dataclass
 class Evaluation:
     """Probabilities, thresholds and metrics of one trained model on validation and test."""
@@ -526,28 +367,6 @@ class Evaluation:
     inference_ms_per_ecg: float
     metrics: dict[str, dict[str, dict[str, Any]]]
     per_class: dict[str, dict[str, list[dict]]]
-
-
-def evaluate_run(config: RunConfig, model, val: Part, test: Part, standardizer: Standardizer,
-                 classes: list[str]) -> Evaluation:
-    """Predict validation and test, tune thresholds on validation only, score both, bootstrap test."""
-    crop = {"crop_length": config.training.crop_length, "window_stride": config.training.window_stride,
-            "standardizer": standardizer}
-    val_prob = predict_probabilities(model, val.X, **crop)  # also traces predict, so the test timing is warm
-    started = time.perf_counter()
-    test_prob = predict_probabilities(model, test.X, **crop)
-    inference_ms_per_ecg = (time.perf_counter() - started) * 1000 / len(test.X)
-    thresholds = {"tuned": tune_thresholds(val.Y, val_prob), "fixed": np.full(len(classes), 0.5)}
-    scored = {"val": (val.Y, val_prob), "test": (test.Y, test_prob)}
-    metrics = {split: {policy: all_metrics(y_true, y_prob, values) for policy, values in thresholds.items()}
-               for split, (y_true, y_prob) in scored.items()}
-    per_class = {split: {policy: per_class_table(y_true, y_prob, values, classes).reset_index().to_dict("records")
-                         for policy, values in thresholds.items()}
-                 for split, (y_true, y_prob) in scored.items()}
-    intervals = bootstrap_intervals(test.Y, test_prob, thresholds, config.bootstrap_resamples, seed=config.seed)
-    for policy in thresholds:
-        metrics["test"][policy]["ci95"] = intervals.get(policy, {})
-    return Evaluation(val_prob, test_prob, thresholds, inference_ms_per_ecg, metrics, per_class)
 
 
 def write_record(out_dir: Path, config: RunConfig, data: PTBXL, splits: dict[str, Part], model,
@@ -595,61 +414,3 @@ def write_record(out_dir: Path, config: RunConfig, data: PTBXL, splits: dict[str
     atomic_write_text(out_dir / RECORD_FILE, json.dumps(record, indent=2))
 
 
-def run_experiment(config: RunConfig, run_dir: str | Path, dataset: PTBXL | None = None,
-                   progress: bool = True) -> RunRecord:
-    """Load data, train, evaluate on validation and test, and write the run record into `run_dir`.
-
-    Configuration and data are checked before anything is written; the run trains in a staging
-    folder that replaces `run_dir` only once complete. Thresholds are tuned on the validation
-    fold only. Pass `dataset` to reuse a loaded PTB-XL.
-    """
-    data = dataset or load_dataset(config, progress)
-    train, val, test, standardizer = prepare_splits(config, data)
-    started = datetime.now(timezone.utc)
-    with staged_run_dir(run_dir) as staging:
-        model, history = train_run(config, data, train, val, standardizer, staging)
-        evaluation = evaluate_run(config, model, val, test, standardizer, data.classes)
-        write_record(staging, config, data, {"train": train, "val": val, "test": test}, model, history,
-                     evaluation, standardizer, started)
-    return RunRecord.load(run_dir)
-
-
-def record_input(run: RunRecord, record: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """One WFDB record checked against a run: its signal in mV (time, 12) and the model input (1, time, 12).
-
-    The one place that turns a record into what the run's model reads (standardization included).
-    """
-    from ecgkeras.data.ptbxl import read_record, record_name
-
-    config = run.config
-    if Path(record).is_dir():
-        example = next(Path(record).rglob("*.hea"), None)
-        raise EcgkerasError(f"record {record} is a folder: give one WFDB record in it"
-                            + (f", such as {record_name(example)}" if example else " (it holds no .hea header)"))
-    signal = read_record(record_name(record), config.sampling_rate)
-    expected = run.data["input_shape"]
-    crop = config.training.crop_length
-    if not crop and list(signal.shape) != expected:
-        raise EcgkerasError(f"record {record} has shape {signal.shape}, the model of {run.run_dir} expects "
-                            f"{tuple(expected)}")
-    if crop and len(signal) < crop:
-        raise EcgkerasError(f"record {record} has {len(signal)} samples ({len(signal) / config.sampling_rate:g} s), "
-                            f"the model of {run.run_dir} reads windows of {crop} samples: give a record of at "
-                            f"least {crop} samples at {config.sampling_rate} Hz")
-    return signal, run.standardizer.transform(signal[np.newaxis])
-
-
-def predict_record(run_dir: str | Path, record: str | Path) -> pd.DataFrame:
-    """Probabilities of one WFDB record under a run's model, standardization and tuned thresholds.
-
-    Rows are sorted by probability; `predicted` marks probabilities at or above the threshold.
-    """
-    run = RunRecord.load(run_dir)
-    config = run.config
-    _, X = record_input(run, record)
-    probs = predict_probabilities(run.load_model(), X, crop_length=config.training.crop_length,
-                                  window_stride=config.training.window_stride)[0]
-    thresholds = run.thresholds("tuned")
-    table = pd.DataFrame({"class": run.classes, "probability": probs, "threshold": thresholds,
-                          "predicted": probs >= thresholds})
-    return table.sort_values("probability", ascending=False, ignore_index=True)

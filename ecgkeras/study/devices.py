@@ -1,4 +1,4 @@
-"""Where runs execute: GPU detection, one device slot per concurrent run, and the execution context.
+"""Where runs execute: GPU detection and one device slot per concurrent run.
 
 Detection asks `nvidia-smi -L`, so the study process never initialises CUDA nor maps GPU memory;
 each run's kernel sees only its slot through CUDA_VISIBLE_DEVICES, with TensorFlow's memory
@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
-from typing import Any
 
 from ecgkeras.errors import EcgkerasError
 
 CPU_ONLY = "-1"  # CUDA_VISIBLE_DEVICES value that hides every GPU (TensorFlow then uses the CPU)
-EXECUTOR_VARIABLE = "ECGKERAS_EXECUTOR"  # set by the study runner in each run's kernel environment
 
 
 def listed_gpus() -> list[str]:
@@ -88,27 +84,3 @@ def device_slots(gpus: list[str] | None, runs_per_gpu: int) -> list[dict[str, st
             for _ in range(runs_per_gpu) for gpu in gpus]
 
 
-def execution_context(devices: bool = False) -> dict[str, Any]:
-    """Where this process runs: host, pid, executor, visible devices, SLURM job and the GPUs TF sees.
-
-    With `devices` (a run's record, once TensorFlow has trained) also `devices`, the logical devices
-    TensorFlow really used, and `gpu_names`, the model of each GPU it saw.
-    """
-    tf = sys.modules.get("tensorflow")  # only when already imported: never initialise CUDA for this
-    used = {}
-    if devices and tf is not None:
-        gpus = tf.config.list_physical_devices("GPU")
-        used = {"devices": [device.name for device in tf.config.list_logical_devices()],
-                "gpu_names": [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
-                              for gpu in gpus]}
-    slurm_job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID")
-    return {
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "executor": os.environ.get(EXECUTOR_VARIABLE, "direct"),
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "slurm_job_id": slurm_job,
-        "slurm_array_task_id": os.environ.get("SLURM_ARRAY_TASK_ID"),
-        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")] if tf is not None else None,
-        **used,
-    }

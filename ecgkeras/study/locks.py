@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from ecgkeras.study.devices import execution_context
+from ecgkeras.runs.provenance import execution_context
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,103 @@
+"""One run end to end: load and check the data, train, evaluate on validation and test (thresholds
+tuned on validation only), write the record through `ecgkeras.runs.record`."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ecgkeras.data.ptbxl import DATABASE_CSV, PTBXL, Part, Standardizer, load_ptbxl
+from ecgkeras.errors import EcgkerasError
+from ecgkeras.evaluation import all_metrics, bootstrap_intervals, per_class_table, tune_thresholds
+from ecgkeras.models import build_model, check_model
+from ecgkeras.runs.config import RunConfig
+from ecgkeras.runs.record import Evaluation, RunRecord, staged_run_dir, write_record
+from ecgkeras.training import predict_probabilities, set_seed, train_model
+
+
+def load_dataset(config: RunConfig, progress: bool = True) -> PTBXL:
+    """The run's data, loaded (and checked) before anything is written."""
+    return load_ptbxl(config.data_dir, config.sampling_rate, config.label_level, config.train_folds,
+                      config.val_folds, config.test_folds, cache_dir=config.cache_dir, progress=progress)
+
+
+def checked_parts(config: RunConfig, data: PTBXL) -> dict[str, Part]:
+    """The train, validation and test parts (memory-mapped), once the run is checked against its data:
+    no split is empty, the crop fits the records and the model can be built on their input."""
+    parts = {name: data.part(name) for name in ("train", "val", "test")}
+    for name, part in parts.items():
+        if len(part.X) == 0:
+            raise EcgkerasError(f"the {name} split of {config.data_dir} is empty: check that the folds "
+                                f"{data.split_folds[name]} exist in its {DATABASE_CSV}")
+    crop = config.training.crop_length
+    length = parts["train"].X.shape[1]
+    if crop is not None and crop > length:
+        raise EcgkerasError(f"crop_length={crop} does not fit records of {length} samples: give a length "
+                            "between 1 and the record length, or None")
+    check_model(config.architecture, (crop or length, parts["train"].X.shape[2]), len(data.classes), config.model,
+                config.sampling_rate)
+    return parts
+
+
+def prepare_splits(config: RunConfig, data: PTBXL) -> tuple[Part, Part, Part, Standardizer]:
+    """Train, validation and test parts (`checked_parts`) and the standardizer fitted on training only.
+
+    Batches are standardized as they are read (`ecgkeras.training.make_dataset`), so no split is copied.
+    """
+    parts = checked_parts(config, data)
+    return parts["train"], parts["val"], parts["test"], Standardizer.fit(parts["train"].X)
+
+
+def train_run(config: RunConfig, data: PTBXL, train: Part, val: Part, standardizer: Standardizer, out_dir: Path):
+    """Build the architecture with the run's seed and train it; returns (model, history)."""
+    input_length = config.training.crop_length or train.X.shape[1]
+    set_seed(config.seed, config.training.deterministic)  # before building: initial weights are random too
+    model = build_model(config.architecture, (input_length, train.X.shape[2]), len(data.classes), config.model,
+                        sampling_rate=config.sampling_rate)
+    history = train_model(model, train, val, out_dir, config.training, seed=config.seed,
+                          standardizer=standardizer)
+    return model, history
+
+
+def evaluate_run(config: RunConfig, model, val: Part, test: Part, standardizer: Standardizer,
+                 classes: list[str]) -> Evaluation:
+    """Predict validation and test, tune thresholds on validation only, score both, bootstrap test."""
+    crop = {"crop_length": config.training.crop_length, "window_stride": config.training.window_stride,
+            "standardizer": standardizer}
+    val_prob = predict_probabilities(model, val.X, **crop)  # also traces predict, so the test timing is warm
+    started = time.perf_counter()
+    test_prob = predict_probabilities(model, test.X, **crop)
+    inference_ms_per_ecg = (time.perf_counter() - started) * 1000 / len(test.X)
+    thresholds = {"tuned": tune_thresholds(val.Y, val_prob), "fixed": np.full(len(classes), 0.5)}
+    scored = {"val": (val.Y, val_prob), "test": (test.Y, test_prob)}
+    metrics = {split: {policy: all_metrics(y_true, y_prob, values) for policy, values in thresholds.items()}
+               for split, (y_true, y_prob) in scored.items()}
+    per_class = {split: {policy: per_class_table(y_true, y_prob, values, classes).reset_index().to_dict("records")
+                         for policy, values in thresholds.items()}
+                 for split, (y_true, y_prob) in scored.items()}
+    intervals = bootstrap_intervals(test.Y, test_prob, thresholds, config.bootstrap_resamples, seed=config.seed)
+    for policy in thresholds:
+        metrics["test"][policy]["ci95"] = intervals.get(policy, {})
+    return Evaluation(val_prob, test_prob, thresholds, inference_ms_per_ecg, metrics, per_class)
+
+
+def run_experiment(config: RunConfig, run_dir: str | Path, dataset: PTBXL | None = None,
+                   progress: bool = True) -> RunRecord:
+    """Load data, train, evaluate on validation and test, and write the run record into `run_dir`.
+
+    Configuration and data are checked before anything is written; the run trains in a staging
+    folder that replaces `run_dir` only once complete. Thresholds are tuned on the validation
+    fold only. Pass `dataset` to reuse a loaded PTB-XL.
+    """
+    data = dataset or load_dataset(config, progress)
+    train, val, test, standardizer = prepare_splits(config, data)
+    started = datetime.now(timezone.utc)
+    with staged_run_dir(run_dir) as staging:
+        model, history = train_run(config, data, train, val, standardizer, staging)
+        evaluation = evaluate_run(config, model, val, test, standardizer, data.classes)
+        write_record(staging, config, data, {"train": train, "val": val, "test": test}, model, history,
+                     evaluation, standardizer, started)
+    return RunRecord.load(run_dir)

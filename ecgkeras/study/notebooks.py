@@ -1,0 +1,151 @@
+"""The package's notebooks: their jupytext sources, `.ipynb` conversion, and the one papermill call.
+
+Every notebook execution goes through `execute_notebook`: its kernel gets the run's environment
+(device slot, executor), is quiet unless --verbose, and is registered in KERNELS while it lives so
+Ctrl-C can interrupt and stop it.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import signal
+import subprocess
+import threading
+import time
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jupytext
+import papermill
+from jupyter_client.manager import AsyncKernelManager
+
+from ecgkeras.errors import EcgkerasError
+from ecgkeras.files import atomic_write_text
+from ecgkeras.quiet import is_quiet, kernel_arguments
+from ecgkeras.runs.config import RunConfig
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+
+NOTEBOOK_SOURCES = resources.files("ecgkeras") / "notebooks"  # package data: the jupytext .py sources
+
+
+TRAIN_NOTEBOOK = "02_train_architecture"
+
+
+AGGREGATE_NOTEBOOK = "03_aggregate_results"
+
+
+def notebook_source(name: str) -> Traversable:
+    """The jupytext source of notebook `name` (e.g. '02_train_architecture'), shipped in the package."""
+    source = NOTEBOOK_SOURCES / f"{name}.py"
+    if not source.is_file():
+        raise EcgkerasError(f"notebook {name} is missing from the installed package ({source}): "
+                            f"reinstall ecgkeras")
+    return source
+
+
+def to_ipynb(name: str, out_dir: Path) -> Path:
+    """Convert the jupytext source of notebook `name` into `out_dir/<name>.ipynb`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{name}.ipynb"
+    notebook = jupytext.reads(notebook_source(name).read_text(encoding="utf-8"), fmt="py:percent")
+    atomic_write_text(target, jupytext.writes(notebook, fmt="ipynb"))
+    return target
+
+
+def train_parameters(config: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """The training notebook's parameters for one run: its whole planned configuration and its folder."""
+    return {"parameters": config.parameters(), "output_dir": str(run_dir)}
+
+
+def notebook_parameters(notebook: Path) -> dict[str, Any]:
+    """The notebook's `parameters` cell as {name: default value}."""
+    return {name: ast.literal_eval(spec["default"])
+            for name, spec in papermill.inspect_notebook(str(notebook)).items()}
+
+
+INTERRUPT_GRACE_S = 2.0  # after an interrupt, a kernel that has not stopped is killed
+
+
+class _KernelManager(AsyncKernelManager):
+    """A kernel started with extra environment variables (the run's device slot), registered in
+    KERNELS while it lives; `for_run` makes one class per run for nbclient to instantiate (and own)."""
+
+    run_env: dict[str, str] = {}
+
+    @classmethod
+    def for_run(cls, env: dict[str, str]) -> type["_KernelManager"]:
+        return type("RunKernelManager", (cls,), {"run_env": dict(env)})
+
+    async def start_kernel(self, **kwargs: Any) -> None:
+        kwargs["env"] = {**os.environ, **kwargs.get("env", {}), **self.run_env}
+        if is_quiet():  # the kernel's own chatter (e.g. asyncio's at shutdown); cell errors stay in the notebook
+            kwargs.setdefault("stderr", subprocess.DEVNULL)
+        KERNELS.add(self)
+        await super().start_kernel(**kwargs)
+
+
+class _Kernels:
+    """The kernels this process is running, so Ctrl-C can interrupt and stop them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._managers: set[_KernelManager] = set()
+
+    def add(self, km: _KernelManager) -> None:
+        with self._lock:
+            self._managers.add(km)
+
+    def discard(self, manager_class: type[_KernelManager]) -> None:
+        with self._lock:
+            self._managers = {km for km in self._managers if not isinstance(km, manager_class)}
+
+    def stop_all(self) -> None:
+        """SIGINT every kernel's process group, then SIGKILL those still alive after a grace period."""
+        with self._lock:
+            groups = [pgid for km in self._managers if (pgid := _process_group(km))]
+        for sig, wait in ((signal.SIGINT, INTERRUPT_GRACE_S), (signal.SIGKILL, 0)):
+            for pgid in groups:
+                try:
+                    os.killpg(pgid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + wait
+            while groups and time.monotonic() < deadline:
+                groups = [pgid for pgid in groups if _group_alive(pgid)]
+                time.sleep(0.1)
+
+
+def _process_group(km: AsyncKernelManager) -> int | None:
+    provisioner = km.provisioner
+    return getattr(provisioner, "pgid", None) or getattr(provisioner, "pid", None) if provisioner else None
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+KERNELS = _Kernels()
+
+
+def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any], env: dict[str, str] | None = None,
+                     log_output: bool = False) -> None:
+    """papermill executes `notebook` into `output` in a kernel with `env` added, which Ctrl-C stops."""
+    manager_class = _KernelManager.for_run(env or {})
+    try:
+        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3",
+                                   progress_bar=False, log_output=log_output, cwd=str(Path.cwd()),
+                                   kernel_manager_class=manager_class, extra_arguments=kernel_arguments())
+    except KeyboardInterrupt:  # Ctrl-C in this (main) thread: the kernel must not outlive the command
+        KERNELS.stop_all()
+        raise
+    finally:
+        KERNELS.discard(manager_class)
