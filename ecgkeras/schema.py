@@ -1,6 +1,6 @@
 """Run parameters defined once: each field's type, default, allowed range and meaning.
 
-The run configuration (`ecgkeras.runs.record.RunConfig`) and its model and training parts are
+The run configuration (`ecgkeras.runs.RunConfig`) and its model and training parts are
 dataclasses whose fields are declared with `parameter(...)`. `Schema.__post_init__` checks
 every value strictly against its annotation (1.5 or true is not an integer, "abc" is not a
 number) and its range, so the notebook, `ecgkeras study -p` and the Python API accept and
@@ -107,15 +107,14 @@ def _in_range(value: Any, rule: Constraint) -> bool:
 
 def _checked(spec: dataclasses.Field, annotation: Any, value: Any, label: str | None = None) -> Any:
     """`value` coerced to the field's type and checked against its range; errors start with `label`."""
-    label = label or f"{spec.name}={value!r}"
     try:
-        value = _coerce(value, annotation)
+        coerced = _coerce(value, annotation)
     except TypeError:
-        raise EcgkerasError(f"{label}: expected {type_name(annotation)}") from None
+        raise EcgkerasError(f"{label or f'{spec.name}={value!r}'}: expected {type_name(annotation)}") from None
     rule: Constraint = spec.metadata["constraint"]
-    if not _in_range(value, rule):
-        raise EcgkerasError(f"{label}: must be {rule.describe()}")
-    return value
+    if not _in_range(coerced, rule):
+        raise EcgkerasError(f"{label or f'{spec.name}={coerced!r}'}: must be {rule.describe()}")
+    return coerced
 
 
 def check_parameter(schema: type, name: str, value: Any, label: str | None = None) -> Any:

@@ -30,12 +30,13 @@ def complete_run(synthetic_ptbxl, tmp_path_factory):
     return run_experiment(config, tmp_path_factory.mktemp("runs") / "cnn" / "seed-0", progress=False)
 
 
-def test_the_notebook_parameters_cell_equals_the_schema_defaults(tmp_path):
+def test_the_notebook_parameters_cell_holds_run_parameters_by_name_and_the_output_folder(tmp_path):
     defaults = notebook_parameters(to_ipynb(TRAIN_NOTEBOOK, tmp_path))
-    names = RunConfig.parameter_names()
-    assert set(defaults) == set(names) | {"output_dir"}
-    from_notebook = RunConfig.from_parameters(**{name: defaults[name] for name in names})
-    assert from_notebook.parameters() == RunConfig(data_dir=defaults["data_dir"]).parameters()
+    assert set(defaults) == {"parameters", "output_dir"}
+    assert set(defaults["parameters"]) <= set(RunConfig.parameter_names())
+    config = RunConfig.from_parameters(**defaults["parameters"])
+    expected = RunConfig.from_parameters(data_dir=".").parameters() | defaults["parameters"]
+    assert config.parameters() == expected  # the schema supplies every other default
 
 
 @pytest.mark.parametrize("name, value, message", [

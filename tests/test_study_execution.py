@@ -18,7 +18,7 @@ from test_notebooks import TINY
 
 from ecgkeras.report.aggregate import run_study
 from ecgkeras.runs import is_complete, load_run
-from ecgkeras.study.layout import grid, shard
+from ecgkeras.study.layout import grid, shard_runs
 from ecgkeras.study.locks import RunLocked, lock_owner, lock_path, run_lock
 from ecgkeras.study.runner import Execution
 
@@ -64,9 +64,9 @@ def test_a_run_lock_excludes_others_and_a_dead_owners_lock_is_taken_over(tmp_pat
 
 def test_shards_partition_the_grid():
     runs = list(grid(Path("/s"), ["cnn", "cnn-gru", "cnn-lstm"], [0, 1, 2]))
-    shards = [shard(runs, i, 4) for i in range(1, 5)]
+    shards = [shard_runs(runs, i, 4) for i in range(1, 5)]
     assert sorted(sum(shards, [])) == sorted(runs)
-    assert shards == [shard(runs, i, 4) for i in range(1, 5)]  # deterministic
+    assert shards == [shard_runs(runs, i, 4) for i in range(1, 5)]  # deterministic
 
 
 def test_two_studies_at_once_train_each_run_exactly_once(synthetic_ptbxl, tmp_path):

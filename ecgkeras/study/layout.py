@@ -65,7 +65,7 @@ def parse_shard(value: str) -> tuple[int, int]:
     return index, count
 
 
-def shard(runs: list[Path], index: int, count: int) -> list[Path]:
+def shard_runs(runs: list[Path], index: int, count: int) -> list[Path]:
     """Shard `index` of `count` (1-based): every count-th run of the full grid, so concurrent shards
     never overlap and their union is the grid, whatever has completed meanwhile."""
     return runs[index - 1::count]

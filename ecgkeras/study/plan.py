@@ -15,7 +15,7 @@ from ecgkeras.models import get_architecture
 from ecgkeras.runs.config import RunConfig
 from ecgkeras.runs.experiment import checked_parts, load_dataset
 from ecgkeras.runs.record import RECORD_FILE, RunRecord, is_complete, load_run
-from ecgkeras.study.layout import STUDY_FILE, STUDY_FORMAT, grid, known_grid, remember_grid, run_folders
+from ecgkeras.study.layout import STUDY_FILE, STUDY_FORMAT, grid, known_grid, remember_grid, run_folders, shard_runs
 from ecgkeras.study.locks import study_lock
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def plan_study(data_dir: str | Path | None, study_dir: Path, architectures: Iter
         for config in configs.values():
             checked_parts(config, data)
     runs = list(configs)
-    return Plan(configs, shard(runs, *shard) if shard else runs)
+    return Plan(configs, shard_runs(runs, *shard) if shard else runs)
 
 
 def _check_study_folder(study_dir: Path) -> None:
