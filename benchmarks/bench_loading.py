@@ -5,7 +5,7 @@
   same records;
 - cached load: `load_ptbxl` again with that cache vs `numpy.load` of the same cache `.npy` into memory;
 - extrapolation of both times to the full PTB-XL (21,799 records), linear in the record count;
-- pools (on by default, `--no-pools` to skip): reading the same records with `ecgkeras.data.ptbxl.read_record`
+- pools (on by default, `--no-pools` to skip): reading the same records with `ecgkeras.data.ptbxl.read_ecg`
   serially (`read_signals` default), in a thread pool (`read_signals(n_jobs=THREADS)`), and in a
   `ProcessPoolExecutor` (spawn and forkserver contexts, one worker per CPU, `map(..., chunksize=64)`),
   each stacked into one array. A process pool's time
@@ -124,12 +124,12 @@ def bench_rate(data_dir: Path, rate: int, repeats: int) -> dict:
 
 
 def _read_serial(paths: list[Path], rate: int) -> np.ndarray:
-    return np.stack([ecg_data.read_record(path, rate) for path in paths])
+    return np.stack([ecg_data.read_ecg(path, rate) for path in paths])
 
 
 def _read_processes(pool: concurrent.futures.ProcessPoolExecutor, paths: list[Path], rate: int,
                     chunksize: int) -> np.ndarray:
-    return np.stack(list(pool.map(ecg_data.read_record, paths, itertools.repeat(rate), chunksize=chunksize)))
+    return np.stack(list(pool.map(ecg_data.read_ecg, paths, itertools.repeat(rate), chunksize=chunksize)))
 
 
 def bench_pools(data_dir: Path, rate: int, repeats: int, chunksize: int = 64,
@@ -257,7 +257,7 @@ def markdown(result: dict) -> str:
     if result.get("pools"):
         p0 = result["pools"][0]
         lines += ([""] if lines else []) + [
-            f"Reading every record with `read_record`, serial vs thread pool ({p0['thread_jobs']} threads) vs process pools ({p0['workers']} workers, chunksize {p0['chunksize']}), median of "
+            f"Reading every record with `read_ecg`, serial vs thread pool ({p0['thread_jobs']} threads) vs process pools ({p0['workers']} workers, chunksize {p0['chunksize']}), median of "
             f"{result['repeats']}; a process pool's time includes its start-up (in parentheses), \"warm\" is a "
             f"second map on the running pool; full PTB-XL = start-up + {FULL_RECORDS:,} records at the warm rate.",
             "",

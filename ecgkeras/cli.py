@@ -256,21 +256,21 @@ def _aggregate(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from ecgkeras.runs.inference import predict_record
+    from ecgkeras.runs.inference import predict_ecg
 
-    table = predict_record(args.run, args.record)
+    table = predict_ecg(args.run, args.ecg)
     predicted = table[table["predicted"]]
-    print(f"{args.record}: " + (", ".join(f"{row['class']} ({row['probability']:.2f})"
+    print(f"{args.ecg}: " + (", ".join(f"{row['class']} ({row['probability']:.2f})"
                                           for _, row in predicted.iterrows()) or "no class above its threshold"))
     print(table.head(args.top).to_string(index=False, float_format="%.3f"))
 
 
 def _explain(args: argparse.Namespace) -> None:
-    from ecgkeras.explain import explain_record, save_explanation
+    from ecgkeras.explain import explain_ecg, save_explanation
 
-    explanation = explain_record(args.run, args.record, args.classes, args.method)
+    explanation = explain_ecg(args.run, args.ecg, args.classes, args.method)
     paths = save_explanation(explanation, args.out)
-    print(f"{args.record}: attribution of {', '.join(explanation.attributions)} ({explanation.method}) "
+    print(f"{args.ecg}: attribution of {', '.join(explanation.attributions)} ({explanation.method}) "
           f"drawn on the 12 leads: {', '.join(str(path) for path in paths)}")
     if explanation.left_out:
         print(f"also predicted, not drawn: {', '.join(explanation.left_out)}; draw them with "
@@ -364,13 +364,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="diagnostic subclasses of one WFDB record")
     predict.add_argument("--run", type=Path, required=True, help="a complete run folder")
-    predict.add_argument("record", type=Path, help="WFDB record path (with or without .hea)")
+    predict.add_argument("ecg", metavar="RECORD", type=Path, help="the ECG: a WFDB record path (with or without .hea)")
     predict.add_argument("--top", type=positive_int, default=5, help="rows of the probability table to print")
     predict.set_defaults(handler=_predict)
 
     explain = commands.add_parser("explain", help="12-lead plot of one record with where the model looks")
     explain.add_argument("--run", type=Path, required=True, help="a complete run folder")
-    explain.add_argument("record", type=Path, help="WFDB record path (with or without .hea)")
+    explain.add_argument("ecg", metavar="RECORD", type=Path, help="the ECG: a WFDB record path (with or without .hea)")
     explain.add_argument("--classes", nargs="+", metavar="NAME", help="classes to explain (default: the predicted)")
     explain.add_argument("--out", type=Path, help="figure path, written as .png and .pdf "
                                                   "(default: <record>_explained in this folder)")

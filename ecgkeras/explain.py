@@ -1,6 +1,6 @@
 """Where in the 12 leads a model looks: attributions of one record's class probabilities, drawn on the leads.
 
-`explain_record` reads a record through the run (the same checks and standardization as
+`explain_ecg` reads a record through the run (the same checks and standardization as
 `ecgkeras predict`), attributes each chosen class probability to every sample of every lead,
 and `plot_explanation` draws the 12 leads in the 6 x 2 clinical format (limb leads left,
 chest leads right, the full 10 s of each lead so that no attribution is hidden) with the
@@ -32,7 +32,7 @@ from matplotlib.patches import Patch
 
 from ecgkeras.data.ptbxl import LEADS
 from ecgkeras.errors import EcgkerasError
-from ecgkeras.runs.inference import predict_record, record_input
+from ecgkeras.runs.inference import predict_ecg, ecg_input
 from ecgkeras.runs.record import RunRecord, load_run
 from ecgkeras.training import window_starts
 
@@ -206,7 +206,7 @@ def _chosen_classes(table: pd.DataFrame, names: Sequence[str] | None, run: RunRe
     return (predicted[:MAX_AUTO_CLASSES] or table["class"].head(1).tolist()), predicted[MAX_AUTO_CLASSES:]
 
 
-def explain_record(run_dir: str | Path, record: str | Path, classes: Sequence[str] | None = None,
+def explain_ecg(run_dir: str | Path, record: str | Path, classes: Sequence[str] | None = None,
                    method: str | None = None) -> Explanation:
     """Attribute the predicted classes of `record` (or the named `classes`) under the run in `run_dir`.
 
@@ -216,8 +216,8 @@ def explain_record(run_dir: str | Path, record: str | Path, classes: Sequence[st
     if method not in METHODS:
         raise EcgkerasError(f"unknown attribution method {method!r}: use one of {', '.join(METHODS)}")
     run = load_run(run_dir)
-    signal, X = record_input(run, record)
-    table = predict_record(run_dir, record)
+    signal, X = ecg_input(run, record)
+    table = predict_ecg(run_dir, record)
     chosen, left_out = _chosen_classes(table, classes, run)
     classifier = Classifier.from_run(run)
     attributions = {name: attribute(classifier, X[0], run.classes.index(name), method) for name in chosen}

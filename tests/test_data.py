@@ -25,7 +25,7 @@ import pytest
 import wfdb
 
 from ecgkeras.data import ptbxl as data
-from ecgkeras.data.ptbxl import Standardizer, load_ptbxl, read_record
+from ecgkeras.data.ptbxl import Standardizer, load_ptbxl, read_ecg
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.files import atomic_write, atomic_write_text
 
@@ -323,7 +323,7 @@ def test_stray_tmp_from_killed_first_write(small, tmp_path):
 def test_write_interrupted_mid_save_leaves_no_usable_cache(small, tmp_path, monkeypatch):
     """Ctrl-C while the records stream into the cache: no manifest, no temp file, next load rebuilds."""
     reference = load_quiet(small, use_cache=False).X
-    real_read = data.read_record
+    real_read = data.read_ecg
     calls = []
 
     def interrupted_read(path, sampling_rate):
@@ -332,11 +332,11 @@ def test_write_interrupted_mid_save_leaves_no_usable_cache(small, tmp_path, monk
             raise KeyboardInterrupt
         return real_read(path, sampling_rate)
 
-    monkeypatch.setattr(data, "read_record", interrupted_read)
+    monkeypatch.setattr(data, "read_ecg", interrupted_read)
     with pytest.raises(KeyboardInterrupt):
         load_quiet(small, cache_dir=tmp_path / "cache")
     assert cache_files(tmp_path / "cache") == []
-    monkeypatch.setattr(data, "read_record", real_read)
+    monkeypatch.setattr(data, "read_ecg", real_read)
     np.testing.assert_array_equal(load_quiet(small, cache_dir=tmp_path / "cache").X, reference)
     assert {p.name for p in cache_files(tmp_path / "cache")} == {"signals.npy", "manifest.json"}
 
@@ -493,14 +493,14 @@ def test_written_files_honour_the_umask(small, tmp_path, mask, mode):
 
 def test_default_first_load_reads_serially_in_order(small, tmp_path, monkeypatch):
     """Measured on 2 cores: a thread pool reads slower than a serial loop (benchmarks/RESULTS.md)."""
-    real_read = data.read_record
+    real_read = data.read_ecg
     seen = []
 
     def watched_read(path, sampling_rate):
         seen.append((threading.current_thread() is threading.main_thread(), Path(path).name))
         return real_read(path, sampling_rate)
 
-    monkeypatch.setattr(data, "read_record", watched_read)
+    monkeypatch.setattr(data, "read_ecg", watched_read)
     load_quiet(small, cache_dir=tmp_path / "cache")
     database = pd.read_csv(small / "ptbxl_database.csv")
     assert seen == [(True, Path(name).name) for name in database["filename_lr"]]
@@ -575,10 +575,10 @@ def test_broken_record_is_one_line_error_and_leaves_no_cache(real_ptbxl, tmp_pat
     breaker, needles = BROKEN_RECORDS[case]
     folder = copy_subset(real_ptbxl, tmp_path / "ptbxl", ids=[1, 2, 3, 4, 5])
     path = record_path(folder, 3)
-    np.testing.assert_array_equal(read_record(path, 100), wfdb.rdsamp(str(path))[0].astype(np.float32))
+    np.testing.assert_array_equal(read_ecg(path, 100), wfdb.rdsamp(str(path))[0].astype(np.float32))
     breaker(path)
     with pytest.raises(EcgkerasError) as excinfo:
-        read_record(path, 100)
+        read_ecg(path, 100)
     one_line_error(excinfo, *needles)
     cache_dir = tmp_path / "cache"
     with pytest.raises(EcgkerasError) as excinfo:
@@ -625,7 +625,7 @@ def test_record_name_with_a_dot_keeps_its_suffix(real_ptbxl, tmp_path):
     dotted = path.parent / "00003_lr.1"
     path.with_suffix(".hea").rename(dotted.parent / "00003_lr.1.hea")  # its .dat stays as the header names it
     expected = wfdb.rdsamp(str(dotted))[0]
-    np.testing.assert_allclose(read_record(dotted, 100), expected, atol=1e-6)
+    np.testing.assert_allclose(read_ecg(dotted, 100), expected, atol=1e-6)
     assert data.record_name(dotted) == dotted
     assert data.record_name(f"{dotted}.hea") == data.record_name(f"{dotted}.dat") == dotted
     database = pd.read_csv(folder / "ptbxl_database.csv", index_col="ecg_id")
@@ -634,7 +634,7 @@ def test_record_name_with_a_dot_keeps_its_suffix(real_ptbxl, tmp_path):
     ds = load_quiet(folder, cache_dir=tmp_path / "cache")
     np.testing.assert_allclose(ds.X[list(ds.ecg_ids).index(3)], expected, atol=1e-6)
     with pytest.raises(EcgkerasError) as excinfo:
-        read_record(path.parent / "00003_lr.2", 100)
+        read_ecg(path.parent / "00003_lr.2", 100)
     one_line_error(excinfo, "00003_lr.2.hea", "missing")
 
 

@@ -327,12 +327,12 @@ def test_a_record_predict_cannot_read_is_one_line_error(crop_run, tmp_path, caps
 @pytest.mark.slow
 def test_explain_says_which_predicted_classes_it_left_out(crop_run, synthetic_ptbxl, tmp_path, capsys, monkeypatch):
     import ecgkeras.explain as explain
-    from ecgkeras.runs import predict_record
+    from ecgkeras.runs import predict_ecg
 
     def everything_predicted(run_dir, record):
-        return predict_record(run_dir, record).assign(predicted=True)
+        return predict_ecg(run_dir, record).assign(predicted=True)
 
-    monkeypatch.setattr(explain, "predict_record", everything_predicted)
+    monkeypatch.setattr(explain, "predict_ecg", everything_predicted)
     record = synthetic_ptbxl / "records100" / "00000" / "00001_lr"
     main(["explain", "--run", str(crop_run.run_dir), str(record), "--out", str(tmp_path / "fig"),
           "--method", "gradient_x_input"])
@@ -341,7 +341,7 @@ def test_explain_says_which_predicted_classes_it_left_out(crop_run, synthetic_pt
     left = out.splitlines()[1].split("not drawn: ")[1].split(";")[0].split(", ")
     assert len(drawn) == explain.MAX_AUTO_CLASSES and sorted(drawn + left) == sorted(crop_run.classes)
     assert f"--classes {' '.join(left)}" in out
-    explanation = explain.explain_record(crop_run.run_dir, record, method="gradient_x_input")
+    explanation = explain.explain_ecg(crop_run.run_dir, record, method="gradient_x_input")
     fig = explain.plot_explanation(explanation)
     assert "not drawn: " + ", ".join(left) in fig._suptitle.get_text()
 

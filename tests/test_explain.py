@@ -9,8 +9,8 @@ from PIL import Image
 from ecgkeras import EcgkerasError
 from ecgkeras.cli import main
 from ecgkeras.data.ptbxl import LEADS
-from ecgkeras.explain import Classifier, attribute, explain_record, faithfulness, plot_explanation, save_explanation
-from ecgkeras.runs import RunConfig, load_run, record_input, run_experiment
+from ecgkeras.explain import Classifier, attribute, explain_ecg, faithfulness, plot_explanation, save_explanation
+from ecgkeras.runs import RunConfig, load_run, ecg_input, run_experiment
 from ecgkeras.study.notebooks import to_ipynb
 
 SMALL_MODEL = {"filters": [16, 16, 32, 32], "rnn_units": 16, "head_units": 32}
@@ -34,7 +34,7 @@ def test_explain_draws_the_12_leads_of_a_real_record_as_png_and_pdf(real_run, re
     with Image.open(tmp_path / "imi.png") as image:
         assert image.width > 1000 and np.asarray(image.convert("L")).std() > 10
 
-    explanation = explain_record(real_run.run_dir, record, ["IMI", "NORM"])
+    explanation = explain_ecg(real_run.run_dir, record, ["IMI", "NORM"])
     assert list(explanation.attributions) == ["IMI", "NORM"]
     for attribution in explanation.attributions.values():
         assert attribution.shape == explanation.signal.shape == (1000, 12) and np.isfinite(attribution).all()
@@ -46,7 +46,7 @@ def test_explain_draws_the_12_leads_of_a_real_record_as_png_and_pdf(real_run, re
 
 
 def test_without_classes_the_predicted_ones_are_explained(real_run, real_ptbxl, tmp_path):
-    explanation = explain_record(real_run.run_dir, real_ptbxl / INFERIOR_MI)
+    explanation = explain_ecg(real_run.run_dir, real_ptbxl / INFERIOR_MI)
     table = explanation.table
     expected = table.loc[table["predicted"], "class"].tolist()[:4] or [table["class"].iloc[0]]
     assert list(explanation.attributions) == expected
@@ -57,7 +57,7 @@ def test_without_classes_the_predicted_ones_are_explained(real_run, real_ptbxl, 
 def test_integrated_gradients_add_up_to_the_probability_change(real_run, real_ptbxl):
     # completeness: the attributions sum to p(record) - p(baseline), so they are the real gradients' integral
     run = load_run(real_run.run_dir)
-    _, X = record_input(run, real_ptbxl / INFERIOR_MI)
+    _, X = ecg_input(run, real_ptbxl / INFERIOR_MI)
     classifier = Classifier.from_run(run)
     index = run.classes.index("IMI")
     attribution = attribute(classifier, X[0], index, "integrated_gradients")
@@ -67,16 +67,16 @@ def test_integrated_gradients_add_up_to_the_probability_change(real_run, real_pt
 
 def test_bad_inputs_get_one_line_errors(real_run, real_ptbxl, tmp_path, capsys):
     with pytest.raises(EcgkerasError, match="500 Hz"):
-        explain_record(real_run.run_dir, real_ptbxl / "records500" / "00000" / "00210_hr")
+        explain_ecg(real_run.run_dir, real_ptbxl / "records500" / "00000" / "00210_hr")
     with pytest.raises(EcgkerasError, match="unknown class.*NORM"):
-        explain_record(real_run.run_dir, real_ptbxl / INFERIOR_MI, ["MI"])
+        explain_ecg(real_run.run_dir, real_ptbxl / INFERIOR_MI, ["MI"])
     with pytest.raises(EcgkerasError, match="unknown attribution method"):
-        explain_record(real_run.run_dir, real_ptbxl / INFERIOR_MI, method="lime")
+        explain_ecg(real_run.run_dir, real_ptbxl / INFERIOR_MI, method="lime")
     names = [lead for lead in LEADS[:-1]] + ["V7"]  # posterior lead instead of V6
     wfdb.wrsamp("wrong_leads", fs=100, units=["mV"] * 12, sig_name=names, write_dir=str(tmp_path),
                 p_signal=np.zeros((1000, 12)), fmt=["16"] * 12)
     with pytest.raises(EcgkerasError, match="leads"):
-        explain_record(real_run.run_dir, tmp_path / "wrong_leads")
+        explain_ecg(real_run.run_dir, tmp_path / "wrong_leads")
     broken = tmp_path / "broken"
     broken.mkdir()
     with pytest.raises(SystemExit) as exit_info:

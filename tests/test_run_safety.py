@@ -9,7 +9,7 @@ import pytest
 from ecgkeras import EcgkerasError
 from ecgkeras.cli import main
 from ecgkeras.report.aggregate import run_study
-from ecgkeras.runs import RECORD_FILE, RunConfig, is_complete, load_run, predict_record, run_experiment
+from ecgkeras.runs import RECORD_FILE, RunConfig, is_complete, load_run, predict_ecg, run_experiment
 from ecgkeras.study.notebooks import TRAIN_NOTEBOOK, notebook_parameters, to_ipynb
 from ecgkeras.study.plan import plan_runs
 
@@ -130,7 +130,7 @@ def test_malformed_run_files_give_one_line_errors(complete_run, tmp_path, capsys
     code, err = run_cli(["predict", "--run", truncated, record], capsys)
     assert code == 2 and "model.keras" in err and "damaged" in err and "\n" not in err
     with pytest.raises(EcgkerasError, match="damaged"):
-        predict_record(truncated, record)
+        predict_ecg(truncated, record)
 
 
 def test_a_read_only_study_folder_is_a_one_line_error(read_only_dir, synthetic_ptbxl, capsys):

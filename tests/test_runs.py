@@ -9,7 +9,7 @@ import pytest
 from ecgkeras import EcgkerasError
 from ecgkeras.cli import main
 from ecgkeras.models import build_model
-from ecgkeras.runs import RunConfig, find_runs, is_complete, load_run, predict_record, run_experiment
+from ecgkeras.runs import RunConfig, find_runs, is_complete, load_run, predict_ecg, run_experiment
 
 SMALL_MODEL = {"filters": [16, 16, 32, 32], "rnn_units": 16, "head_units": 32}
 
@@ -52,13 +52,13 @@ def test_predict_cli_on_a_real_record(real_run, real_ptbxl, capsys):
     main(["predict", "--run", str(real_run.run_dir), str(record)])
     out = capsys.readouterr().out
     assert "00009_lr" in out and "probability" in out
-    table = predict_record(real_run.run_dir, record)
+    table = predict_ecg(real_run.run_dir, record)
     assert len(table) == 23 and table["probability"].between(0, 1).all()
 
 
 def test_predict_refuses_a_record_at_the_wrong_rate(real_run, real_ptbxl):
     with pytest.raises(EcgkerasError, match="500 Hz"):
-        predict_record(real_run.run_dir, real_ptbxl / "records500" / "00000" / "00009_hr")
+        predict_ecg(real_run.run_dir, real_ptbxl / "records500" / "00000" / "00009_hr")
 
 
 def test_incomplete_run_folder_is_refused(real_run, tmp_path):

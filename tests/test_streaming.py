@@ -16,7 +16,7 @@ import tensorflow as tf
 import wfdb
 
 from ecgkeras.data.ptbxl import Signals, Standardizer, load_ptbxl
-from ecgkeras.runs import RunConfig, predict_record, run_experiment
+from ecgkeras.runs import RunConfig, predict_ecg, run_experiment
 from ecgkeras.training import TrainingConfig, make_dataset, predict_probabilities, train_model
 
 SMALL_MODEL = {"filters": [8, 8, 16, 16], "rnn_units": 8, "head_units": 16}
@@ -228,5 +228,5 @@ def test_predict_gives_the_same_probabilities_as_before_on_a_saved_run(saved_run
     (tmp_path / "patient.1.hea").write_text((stem.parent / f"{stem.name}.hea").read_text())
     (tmp_path / f"{stem.name}.dat").write_bytes((stem.parent / f"{stem.name}.dat").read_bytes())
     for name in (dotted, f"{dotted}.hea"):
-        table = predict_record(saved_run.run_dir, name).set_index("class")
+        table = predict_ecg(saved_run.run_dir, name).set_index("class")
         np.testing.assert_allclose(table.loc[saved_run.classes, "probability"], before[i], rtol=1e-5, atol=1e-6)

@@ -318,7 +318,7 @@ def record_name(path: str | Path) -> Path:
     return path.with_suffix("") if path.suffix in (".hea", ".dat") else path
 
 
-def read_record(path: str | Path, sampling_rate: int) -> np.ndarray:
+def read_ecg(path: str | Path, sampling_rate: int) -> np.ndarray:
     """One WFDB record as float32 (time, 12) in mV, checked against its header."""
     path = Path(path)
     header = path.parent / f"{path.name}.hea"  # not with_suffix: a record name may contain dots
@@ -355,14 +355,14 @@ def read_record(path: str | Path, sampling_rate: int) -> np.ndarray:
     return signal
 
 
-def iter_records(data_dir: str | Path, filenames: list[str], sampling_rate: int,
+def iter_ecgs(data_dir: str | Path, filenames: list[str], sampling_rate: int,
                  n_jobs: int | None = None, progress: bool = True) -> Iterator[np.ndarray]:
     """Each record of `filenames` in order, checked to be as long as the first.
 
     Serial by default (`DEFAULT_READ_JOBS`); `n_jobs` > 1 reads in that many threads.
     """
     paths = [Path(data_dir) / name for name in filenames]
-    read = partial(read_record, sampling_rate=sampling_rate)
+    read = partial(read_ecg, sampling_rate=sampling_rate)
     with contextlib.ExitStack() as stack:
         signals: Iterable[np.ndarray] = map(read, paths)
         if (n_jobs or DEFAULT_READ_JOBS) > 1:
@@ -383,7 +383,7 @@ def read_signals(data_dir: str | Path, filenames: list[str], sampling_rate: int,
                  n_jobs: int | None = None, progress: bool = True) -> np.ndarray:
     """Read records into one in-memory float32 array (records, time, 12), filled as they are read."""
     signals = None
-    for i, signal in enumerate(iter_records(data_dir, filenames, sampling_rate, n_jobs, progress)):
+    for i, signal in enumerate(iter_ecgs(data_dir, filenames, sampling_rate, n_jobs, progress)):
         if signals is None:
             signals = np.empty((len(filenames), *signal.shape), np.float32)
         signals[i] = signal
@@ -532,7 +532,7 @@ def load_signals(data_dir: str | Path, filenames: list[str], sampling_rate: int,
     if cached is not None:
         log.info("signals from cache %s", signals_path)
         return cached
-    records = iter_records(data_dir, filenames, sampling_rate, n_jobs, progress)
+    records = iter_ecgs(data_dir, filenames, sampling_rate, n_jobs, progress)
     _write_cache(records, len(filenames), signals_path, manifest_path, key, fingerprint)
     return np.load(signals_path, mmap_mode="r")
 

@@ -39,7 +39,7 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 from ecgkeras.data.ptbxl import read_database
-from ecgkeras.explain import explain_record, plot_explanation
+from ecgkeras.explain import explain_ecg, plot_explanation
 from ecgkeras.runs.record import load_run
 
 run = load_run(run_dir)
@@ -57,7 +57,7 @@ display(Markdown(f"Run `{run_dir}`: {run.config.architecture}, seed {run.config.
 # %%
 for record in records:
     display(Markdown(f"### `{record}` — labels: `{database.loc[record, 'scp_codes']}`"))
-    explanation = explain_record(run_dir, Path(data_dir) / record, classes, method)
+    explanation = explain_ecg(run_dir, Path(data_dir) / record, classes, method)
     display(explanation.table.head(5))
     plot_explanation(explanation)
     plt.show()

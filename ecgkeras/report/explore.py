@@ -88,7 +88,7 @@ def plot_12lead(signal: np.ndarray, sampling_rate: int, title: str = "") -> plt.
     return fig
 
 
-def example_records(dataset: PTBXL, classes: list[str]) -> dict[str, int]:
+def example_ecgs(dataset: PTBXL, classes: list[str]) -> dict[str, int]:
     """The first record of each listed class that carries only that class (else any record of it)."""
     examples = {}
     for name in classes:

@@ -13,7 +13,7 @@ _HOMES = {
                "RECORD_FORMAT", "MODEL_FILE", "HISTORY_FILE"),
     "experiment": ("run_experiment", "load_dataset", "prepare_splits"),
     "provenance": ("library_versions", "data_provenance", "execution_context"),
-    "inference": ("record_input", "predict_record"),
+    "inference": ("ecg_input", "predict_ecg"),
 }
 _LAZY = {name: f"ecgkeras.runs.{module}" for module, names in _HOMES.items() for name in names}
 

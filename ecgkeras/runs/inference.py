@@ -12,19 +12,19 @@ from ecgkeras.runs.record import RunRecord
 from ecgkeras.training import predict_probabilities
 
 
-def record_input(run: RunRecord, record: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def ecg_input(run: RunRecord, record: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """One WFDB record checked against a run: its signal in mV (time, 12) and the model input (1, time, 12).
 
     The one place that turns a record into what the run's model reads (standardization included).
     """
-    from ecgkeras.data.ptbxl import read_record, record_name
+    from ecgkeras.data.ptbxl import read_ecg, record_name
 
     config = run.config
     if Path(record).is_dir():
         example = next(Path(record).rglob("*.hea"), None)
         raise EcgkerasError(f"record {record} is a folder: give one WFDB record in it"
                             + (f", such as {record_name(example)}" if example else " (it holds no .hea header)"))
-    signal = read_record(record_name(record), config.sampling_rate)
+    signal = read_ecg(record_name(record), config.sampling_rate)
     expected = run.data["input_shape"]
     crop = config.training.crop_length
     if not crop and list(signal.shape) != expected:
@@ -37,14 +37,14 @@ def record_input(run: RunRecord, record: str | Path) -> tuple[np.ndarray, np.nda
     return signal, run.standardizer.transform(signal[np.newaxis])
 
 
-def predict_record(run_dir: str | Path, record: str | Path) -> pd.DataFrame:
+def predict_ecg(run_dir: str | Path, record: str | Path) -> pd.DataFrame:
     """Probabilities of one WFDB record under a run's model, standardization and tuned thresholds.
 
     Rows are sorted by probability; `predicted` marks probabilities at or above the threshold.
     """
     run = RunRecord.load(run_dir)
     config = run.config
-    _, X = record_input(run, record)
+    _, X = ecg_input(run, record)
     probs = predict_probabilities(run.load_model(), X, crop_length=config.training.crop_length,
                                   window_stride=config.training.window_stride)[0]
     thresholds = run.thresholds("tuned")
