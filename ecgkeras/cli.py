@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
 from ecgkeras import quiet
 from ecgkeras.errors import EcgkerasError
 
-DEMO_DATA = "synthetic-ptbxl"  # inside the demo's study folder, unless --data-dir is given
-DEMO_STUDY = Path("runs/demo")
-DEMO_RECORDS = 1200
-DEMO_SEEDS = [0]
-PTBXL_VARIABLE = "PTBXL_DIR"  # where `study` finds PTB-XL without --data-dir
-# Short settings so the seven paper architectures train in about 10 minutes on 2 CPU cores.
-DEMO_PARAMETERS = {"epochs": 20, "batch_size": 32, "patience": 5, "bootstrap_resamples": 200}
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes as the package's other errors: one line, naming the command, exit status 2."""
+
+    def error(self, message: str):
+        print(f"ecgkeras: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
 
 
 def positive_int(text: str) -> int:
@@ -75,70 +74,42 @@ def _parameters(args: argparse.Namespace) -> None:
 
 
 def _notebooks(args: argparse.Namespace) -> None:
-    from ecgkeras.files import atomic_write_text
-    from ecgkeras.study.notebooks import NOTEBOOK_SOURCES, notebook_source, to_ipynb
+    from ecgkeras.study.notebooks import copy_notebooks
 
-    names = sorted(source.name.removesuffix(".py") for source in NOTEBOOK_SOURCES.iterdir()
-                   if source.name.endswith(".py"))
-    targets = {name: args.dir / f"{name}.{args.format}" for name in names}
-    existing = [target.name for target in targets.values() if target.exists()]
-    if existing and not args.force:
-        raise EcgkerasError(f"{args.dir} already holds {', '.join(existing)}: choose another folder, or add "
-                            f"--force to overwrite them (edits made to them would be lost)")
-    for name, target in targets.items():
-        if args.format == "ipynb":
-            to_ipynb(name, args.dir)
-        else:
-            args.dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(target, notebook_source(name).read_text(encoding="utf-8"))
-        print(target)
+    for path in copy_notebooks(args.dir, args.format, args.force):
+        print(path)
 
 
-def _study_inputs(args: argparse.Namespace) -> tuple[dict, Path | None, Path | None]:
-    """The run parameters, data folder and study folder a `study` command asks for (nothing written)."""
-    from ecgkeras.study.plan import parse_parameters
+def _study_request(args: argparse.Namespace):
+    from ecgkeras.models import PAPER_ARCHITECTURES
+    from ecgkeras.study.devices import parse_gpus
+    from ecgkeras.study.layout import parse_shard
+    from ecgkeras.study.request import parse_parameters, study_request
+    from ecgkeras.study.runner import Execution
+    from ecgkeras.study.slurm import SlurmOptions, parse_sbatch
 
-    parameters = parse_parameters(args.param)
-    for name in ("sampling_rate", "epochs"):
-        if getattr(args, name) is not None:
-            if name in parameters:
-                raise EcgkerasError(f"{name} is given twice (-p {name} {parameters[name]!r} and "
-                                    f"--{name.replace('_', '-')} {getattr(args, name)}): give it once")
-            parameters[name] = getattr(args, name)
-    data_dir, out = args.data_dir, args.out
-    if data_dir is None and not args.demo and os.environ.get(PTBXL_VARIABLE):
-        data_dir = Path(os.environ[PTBXL_VARIABLE])
-    if args.demo:
-        out = out or DEMO_STUDY
-        data_dir = data_dir or out / DEMO_DATA
-        parameters = {**DEMO_PARAMETERS, **parameters}
-    return parameters, data_dir, out
+    slurm = SlurmOptions(partition=args.partition, account=args.account, time_min=args.time, mem_gb=args.mem_gb,
+                         cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run, retries=args.retries,
+                         extra=parse_sbatch(args.sbatch))
+    execution = Execution(executor=args.executor, gpus=parse_gpus(args.gpus), runs_per_gpu=args.runs_per_gpu,
+                          shard=parse_shard(args.shard) if args.shard else None, slurm=slurm, wait=not args.no_wait)
+    parameters = parse_parameters(args.param, {"sampling_rate": args.sampling_rate, "epochs": args.epochs})
+    return study_request(args.data_dir, args.out, demo=args.demo, publish=args.publish,
+                         architectures=args.architectures or list(PAPER_ARCHITECTURES), seeds=args.seeds,
+                         parameters=parameters, jobs=args.jobs, allow_mixed=args.allow_mixed, execution=execution,
+                         log_output=getattr(args, "verbose", False))
 
 
 def _study(args: argparse.Namespace) -> None:
-    from ecgkeras.models import PAPER_ARCHITECTURES
-    from ecgkeras.report.aggregate import publish_summary, run_study
+    from ecgkeras.report.aggregate import run_request
     from ecgkeras.study.layout import REPORT_DIR
+    from ecgkeras.study.request import list_runs
 
+    request = _study_request(args)
     if args.list_runs:
-        _list_runs(args)
+        print("\n".join(list_runs(request)))
         return
-    execution = _execution(args)
-    parameters, data_dir, out = _study_inputs(args)
-    if data_dir is None or out is None:
-        raise EcgkerasError(f"study needs --data-dir DIR (or ${PTBXL_VARIABLE}) and --out STUDY_DIR (or --demo)")
-    if args.demo:
-        from ecgkeras.data.synthetic import make_synthetic_ptbxl
-        from ecgkeras.study.plan import plan_study
-
-        plan_study(None, out.resolve(), args.architectures or PAPER_ARCHITECTURES, args.seeds, parameters)
-    if args.publish:
-        _check_publish(args, out, parameters)
-    if args.demo:
-        data_dir = make_synthetic_ptbxl(data_dir, n_records=DEMO_RECORDS, seed=0)  # once the parameters pass
-    result = run_study(data_dir, out, architectures=args.architectures or PAPER_ARCHITECTURES,
-                       seeds=args.seeds, parameters=parameters, jobs=args.jobs, allow_mixed=args.allow_mixed,
-                       log_output=args.verbose, execution=execution)
+    result = run_request(request)
     print(f"study {result.study_dir}: {len(result.completed)} run(s) completed, "
           f"{len(result.skipped)} already complete, {len(result.failed)} failed"
           + (f", {len(result.locked)} running elsewhere" if result.locked else "")
@@ -154,93 +125,19 @@ def _study(args: argparse.Namespace) -> None:
         print(f"rerun this command (or `ecgkeras aggregate {result.study_dir}`) once they finish")
     if result.summary_dir:
         print(f"summary (tables and figures): {result.summary_dir}")
-        if args.publish and not result.failed:
-            print(f"published to {publish_summary(result.summary_dir, args.publish)}")
+        if result.published:
+            print(f"published to {result.published}")
         print(f"report: open {result.study_dir / REPORT_DIR / 'index.html'} in a browser")
-    if args.publish and (result.failed or not result.summary_dir):
-        print(f"not published to {args.publish}: the study is not complete")
+    if request.publish and not result.published:
+        print(f"not published to {request.publish}: the study is not complete")
     if result.failed:
         sys.exit(1)
 
 
-def _check_publish(args: argparse.Namespace, study_dir: Path, parameters: dict) -> None:
-    """Before anything is made: --publish takes only the demo's own study, into a folder it may replace."""
-    from ecgkeras.files import check_replaceable
-    from ecgkeras.models import PAPER_ARCHITECTURES, get_architecture
-    from ecgkeras.runs.config import RunConfig
-    from ecgkeras.runs.record import find_runs
-    from ecgkeras.study.layout import PUBLISHED_KIND, grid
-
-    def results(values: dict) -> dict:
-        return RunConfig.from_parameters(**{**values, "data_dir": "."}).shared_parameters(results_only=True)
-
-    if not args.demo:
-        raise EcgkerasError(f"--publish {args.publish}: only the demo study is published: `ecgkeras study --demo "
-                            "--publish DIR`")
-    demo, requested = results(DEMO_PARAMETERS), results(parameters)
-    differing = [f"{name} {requested[name]} (the demo's: {demo[name]})" for name in sorted(demo)
-                 if demo[name] != requested[name]]
-    architectures = [get_architecture(name).name for name in args.architectures or PAPER_ARCHITECTURES]
-    differing += [option for option, differs in (
-        ("--architectures", architectures != list(PAPER_ARCHITECTURES)), ("--seeds", args.seeds != DEMO_SEEDS),
-        ("--allow-mixed", args.allow_mixed), ("--shard", args.shard)) if differs]
-    if differing:
-        raise EcgkerasError(f"--publish {args.publish}: only the demo's own study is published (`ecgkeras study --demo "
-                            f"--publish DIR`), this one differs in {', '.join(differing)}: drop them, or drop --publish")
-    demo_grid = set(grid(study_dir.resolve(), PAPER_ARCHITECTURES, DEMO_SEEDS))
-    if study_dir.is_dir() and (others := [run.run_dir for run in find_runs(study_dir.resolve())
-                                          if run.run_dir not in demo_grid]):
-        raise EcgkerasError(f"--publish {args.publish}: {study_dir} also holds runs outside the demo's grid "
-                            f"({others[0]}, ...), which its summary would include: use another --out")
-    check_replaceable(args.publish.resolve(), PUBLISHED_KIND, "--publish")
-
-
-def _execution(args: argparse.Namespace):
-    from ecgkeras.study.devices import parse_gpus
-    from ecgkeras.study.layout import parse_shard
-    from ecgkeras.study.runner import Execution
-    from ecgkeras.study.slurm import SlurmOptions
-
-    extra = {}
-    for option in args.sbatch:
-        name, _, value = option.lstrip("-").partition("=")
-        if not name:
-            raise EcgkerasError(f"--sbatch {option!r}: give an sbatch option as NAME=VALUE, e.g. qos=high")
-        extra[name] = value or None
-    slurm = SlurmOptions(partition=args.partition, account=args.account, time_min=args.time, mem_gb=args.mem_gb,
-                         cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run, retries=args.retries,
-                         extra=extra)
-    return Execution(executor=args.executor, gpus=parse_gpus(args.gpus), runs_per_gpu=args.runs_per_gpu,
-                     shard=parse_shard(args.shard) if args.shard else None, slurm=slurm, wait=not args.no_wait)
-
-
-def _list_runs(args: argparse.Namespace) -> None:
-    """The run ids a `study` command would execute, from the study's own planner and checks."""
-    from ecgkeras.models import PAPER_ARCHITECTURES
-    from ecgkeras.study.layout import parse_shard, run_id
-    from ecgkeras.study.plan import plan_study
-
-    parameters, data_dir, out = _study_inputs(args)
-    if args.demo and args.data_dir is None:
-        data_dir = None  # the demo's data is made by the study itself: nothing to check yet
-    study_dir = out.resolve() if out else Path("/")
-    plan = plan_study(data_dir, study_dir, args.architectures or PAPER_ARCHITECTURES, args.seeds, parameters,
-                      parse_shard(args.shard) if args.shard else None)
-    print("\n".join(run_id(study_dir, run_dir) for run_dir in plan.runs))
-
-
 def _status(args: argparse.Namespace) -> None:
-    from ecgkeras.study.status import run_status
+    from ecgkeras.study.status import status_lines
 
-    if not args.study_dir.is_dir():
-        raise EcgkerasError(f"study folder not found: {args.study_dir}")
-    rows = run_status(args.study_dir.resolve())
-    if not rows:
-        raise EcgkerasError(f"{args.study_dir} holds no run: start one with `ecgkeras study --out {args.study_dir}`")
-    for run_id, state, detail in rows:
-        print(f"{run_id:<28} {state:<9} {detail}".rstrip())
-    counts = {state: sum(row[1] == state for row in rows) for state in dict.fromkeys(row[1] for row in rows)}
-    print(", ".join(f"{n} {state}" for state, n in counts.items()))
+    print("\n".join(status_lines(args.study_dir)))
 
 
 def _aggregate(args: argparse.Namespace) -> None:
@@ -286,7 +183,10 @@ def _report(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The `ecgkeras` argument parser."""
-    parser = argparse.ArgumentParser(prog="ecgkeras", description=__doc__)
+    from ecgkeras.study.demo import DEMO_DATA, DEMO_RECORDS, DEMO_STUDY
+    from ecgkeras.study.request import PTBXL_VARIABLE
+
+    parser = _Parser(prog="ecgkeras", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     download = commands.add_parser("download", help="download and verify PTB-XL 1.0.3 from PhysioNet")

@@ -25,6 +25,7 @@ from ecgkeras.report.aggregate import PUBLISHED_SUFFIXES, publish_summary, run_s
 from ecgkeras.report.site import write_site
 from ecgkeras.report.summary import write_summary
 from ecgkeras.runs import find_runs
+from ecgkeras.study import demo as demo_study
 from ecgkeras.study.layout import PUBLISHED_KIND, REPORT_KIND, SUMMARY_KIND
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -277,7 +278,7 @@ def test_the_committed_demo_summary_is_marked_and_the_makefiles_demo_may_publish
     shutil.copytree(published, tmp_path / "results" / "demo-synthetic")
     monkeypatch.chdir(tmp_path)
     args = build_parser().parse_args(command.split())
-    cli._check_publish(args, cli.DEMO_STUDY, dict(cli.DEMO_PARAMETERS))  # accepted
+    demo_study.check_publish(cli._study_request(args))  # accepted
 
 
 # --------------------------------------------------------------------------- with a trained study
@@ -289,7 +290,7 @@ def demo(tmp_path_factory) -> Path:
     cwd = tmp_path_factory.mktemp("cwd")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(cwd)
-        patch.setattr(cli, "DEMO_RECORDS", 300)
+        patch.setattr(demo_study, "DEMO_RECORDS", 300)
         main(["study", "--demo", "--out", "tiny-demo", "--architectures", "cnn", *TINY_ARGS])
     return cwd
 
@@ -298,7 +299,7 @@ def demo(tmp_path_factory) -> Path:
 def test_the_demo_stays_inside_its_study_folder_and_nothing_trips_over_its_data(demo, capsys):
     assert sorted(p.name for p in demo.iterdir()) == ["tiny-demo"]  # no data/, results/ or runs/ beside it
     study = demo / "tiny-demo"
-    assert (study / cli.DEMO_DATA / "ptbxl_database.csv").is_file()
+    assert (study / demo_study.DEMO_DATA / "ptbxl_database.csv").is_file()
     assert [run.run_dir for run in find_runs(study)] == [study / "cnn" / "seed-0"]
     main(["status", str(study)])
     assert capsys.readouterr().out.splitlines()[0].split() == ["cnn/seed-0", "complete"]

@@ -22,6 +22,8 @@ from ecgkeras.runs.record import find_runs
 from ecgkeras.schema import check_parameter
 from ecgkeras.study.layout import PUBLISHED_KIND, REPORT_DIR, REPORT_KIND, SUMMARY_DIR, SUMMARY_KIND
 from ecgkeras.study.notebooks import AGGREGATE_NOTEBOOK, execute_notebook, to_ipynb
+from ecgkeras.study.demo import check_publish, prepare_demo
+from ecgkeras.study.request import StudyRequest, require_folders
 from ecgkeras.study.runner import Execution, StudyResult, execute_study
 
 PUBLISHED_SUFFIXES = {".md", ".csv", ".tex", ".png", ".pdf"}  # what a published summary holds
@@ -44,6 +46,22 @@ def run_study(data_dir: str | Path, study_dir: str | Path,
     if aggregate and result.ready_to_aggregate:
         result.summary_dir = aggregate_study(study_dir, bootstrap_resamples=result.bootstrap_resamples,
                                              log_output=log_output)
+    return result
+
+
+def run_request(request: StudyRequest) -> StudyResult:
+    """What `ecgkeras study` does: the demo's data made when asked (after every check), the study run and
+    aggregated (`run_study`), and its summary published with --publish once every run is complete."""
+    if request.demo:
+        prepare_demo(request)
+    elif request.publish:
+        check_publish(request)  # refuses: only the demo is published
+    require_folders(request)
+    result = run_study(request.data_dir, request.study_dir, request.architectures, request.seeds,
+                       request.parameters, request.jobs, request.allow_mixed, log_output=request.log_output,
+                       execution=request.execution)
+    if request.publish and result.summary_dir and not result.failed:
+        result.published = publish_summary(result.summary_dir, request.publish)
     return result
 
 

@@ -57,6 +57,24 @@ def to_ipynb(name: str, out_dir: Path) -> Path:
     return target
 
 
+def copy_notebooks(folder: Path, fmt: str = "ipynb", force: bool = False) -> list[Path]:
+    """Write every notebook into `folder` as `.ipynb` (or `fmt="py"`: its jupytext source); notebooks already
+    there are refused unless `force`, so a student's edits are not lost."""
+    names = sorted(source.name.removesuffix(".py") for source in NOTEBOOK_SOURCES.iterdir()
+                   if source.name.endswith(".py"))
+    targets = {name: folder / f"{name}.{fmt}" for name in names}
+    if (existing := [target.name for target in targets.values() if target.exists()]) and not force:
+        raise EcgkerasError(f"{folder} already holds {', '.join(existing)}: choose another folder, or add "
+                            f"--force to overwrite them (edits made to them would be lost)")
+    for name, target in targets.items():
+        if fmt == "ipynb":
+            to_ipynb(name, folder)
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(target, notebook_source(name).read_text(encoding="utf-8"))
+    return list(targets.values())
+
+
 def train_parameters(config: RunConfig, run_dir: Path) -> dict[str, Any]:
     """The training notebook's parameters for one run: its whole planned configuration and its folder."""
     return {"parameters": config.parameters(), "output_dir": str(run_dir)}

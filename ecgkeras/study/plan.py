@@ -24,26 +24,6 @@ log = logging.getLogger(__name__)
 RUNNER_OWNED = {"architecture": "--architectures", "seed": "--seeds", "data_dir": "--data-dir"}
 
 
-def _literal(value: str) -> Any:
-    """Parse a command-line value as JSON (numbers, lists, null, true/false), else keep the string."""
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        return value
-
-
-def parse_parameters(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
-    """`-p NAME VALUE` pairs to a dict, values parsed as JSON where possible (checked by the schema later);
-    a name given twice is refused, never silently the last."""
-    parameters: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in parameters:
-            raise EcgkerasError(f"-p {name} is given twice ({parameters[name]!r} and {_literal(value)!r}): "
-                                "give each parameter once")
-        parameters[name] = _literal(value)
-    return parameters
-
-
 def plan_runs(data_dir: str | Path, study_dir: Path, architectures: Iterable[str], seeds: Iterable[int],
               parameters: dict[str, Any]) -> dict[Path, RunConfig]:
     """The configuration of every (architecture, seed) run folder, each checked by the run schema."""

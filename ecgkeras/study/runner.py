@@ -50,6 +50,7 @@ class StudyResult:
     ready_to_aggregate: bool = False  # every run of the grid is complete or failed here
     bootstrap_resamples: int = 0  # the planned configuration's, for the aggregation
     summary_dir: Path | None = None  # set once aggregated
+    published: Path | None = None  # set once its summary was published (the demo's --publish)
 
 
 @dataclass

@@ -35,6 +35,17 @@ class SlurmOptions:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+def parse_sbatch(options: list[str]) -> dict[str, str | None]:
+    """`--sbatch NAME=VALUE` options (any other sbatch option) as {name: value}; NAME alone is a flag."""
+    extra: dict[str, str | None] = {}
+    for option in options:
+        name, _, value = option.lstrip("-").partition("=")
+        if not name:
+            raise EcgkerasError(f"--sbatch {option!r}: give an sbatch option as NAME=VALUE, e.g. qos=high")
+        extra[name] = value or None
+    return extra
+
+
 def _submitit():
     try:
         import submitit

@@ -5,11 +5,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ecgkeras.errors import EcgkerasError
+
 from ecgkeras.runs.record import is_complete
 from ecgkeras.study.layout import known_grid, run_folders, run_id
 from ecgkeras.study.locks import lock_owner
 from ecgkeras.study.notebooks import TRAIN_NOTEBOOK
 from ecgkeras.study.slurm import queued_jobs, slurm_jobs
+
+
+def status_lines(study_dir: Path) -> list[str]:
+    """`ecgkeras status`: one line per run (id, state, detail), then the count of each state."""
+    if not study_dir.is_dir():
+        raise EcgkerasError(f"study folder not found: {study_dir}")
+    rows = run_status(study_dir.resolve())
+    if not rows:
+        raise EcgkerasError(f"{study_dir} holds no run: start one with `ecgkeras study --out {study_dir}`")
+    counts = {state: sum(row[1] == state for row in rows) for state in dict.fromkeys(row[1] for row in rows)}
+    return ([f"{rid:<28} {state:<9} {detail}".rstrip() for rid, state, detail in rows]
+            + [", ".join(f"{n} {state}" for state, n in counts.items())])
 
 
 def run_status(study_dir: Path) -> list[tuple[str, str, str]]:
