@@ -106,7 +106,7 @@ def bootstrap_cost(resamples: int) -> dict:
         if minimum is not None:
             evaluation.PARALLEL_MIN_RESAMPLES = minimum
         start = time.perf_counter()
-        intervals[name] = module.bootstrap_intervals(y_true, y_prob, thresholds, n_resamples=resamples)
+        intervals[name] = module.bootstrap_intervals(y_true, y_prob, thresholds, bootstrap_resamples=resamples)
         result[f"{name}_ms_per_resample"] = (time.perf_counter() - start) / resamples * 1000
     result["identical_intervals"] = all(value == intervals["before"] for value in intervals.values())
     return result

@@ -85,8 +85,8 @@ def train(setting: str, architectures: list[str], variants: list[str], seeds: li
                 history, timings = record.history, record.timings
                 val = record.metrics("val", "tuned")
                 row = {"setting": setting, "architecture": arch, "variant": variant, "seed": seed,
-                       "parameters": parameters, "epochs_run": timings["epochs_run"],
-                       "best_epoch": timings["best_epoch"], "seconds_per_epoch": timings["seconds_per_epoch"],
+                       "parameters": parameters, "epochs_run": record.convergence["epochs_run"],
+                       "best_epoch": record.convergence["best_epoch"], "seconds_per_epoch": timings["seconds_per_epoch"],
                        "wall_s": wall, "val_macro_auprc": val["macro_auprc"], "val_macro_auroc": val["macro_auroc"],
                        "val_micro_f1": val["micro_f1"],
                        "val_auprc_curve": [round(v, 4) for v in history["val_auprc"]],
@@ -95,8 +95,8 @@ def train(setting: str, architectures: list[str], variants: list[str], seeds: li
                 with RESULTS_FILE.open("a") as handle:
                     handle.write(json.dumps(row) + "\n")
                 print(f"{setting} {arch} {variant} seed {seed}: val macro-AUPRC {val['macro_auprc']:.3f}, "
-                      f"AUROC {val['macro_auroc']:.3f}, epochs {timings['epochs_run']} (best "
-                      f"{timings['best_epoch']}), {timings['seconds_per_epoch']:.1f} s/epoch", flush=True)
+                      f"AUROC {val['macro_auroc']:.3f}, epochs {record.convergence['epochs_run']} (best "
+                      f"{record.convergence['best_epoch']}), {timings['seconds_per_epoch']:.1f} s/epoch", flush=True)
 
 
 def probe(architectures: list[str], batch: int = 64) -> None:

@@ -143,14 +143,14 @@ def per_class_table(y_true: np.ndarray, y_prob: np.ndarray, thresholds: np.ndarr
 
 
 def bootstrap_intervals(y_true: np.ndarray, y_prob: np.ndarray, thresholds: dict[str, np.ndarray | float],
-                        n_resamples: int = 1000, seed: int = 0, level: float = 0.95,
+                        bootstrap_resamples: int = 1000, seed: int = 0, level: float = 0.95,
                         metrics: tuple[str, ...] = HEADLINE_METRICS) -> dict[str, dict[str, list[float]]]:
     """Percentile bootstrap intervals of `metrics` for each threshold policy in `thresholds`.
 
     Records are resampled with replacement; all policies share the resamples, and the
     ranking metrics (which no threshold changes) are computed once per resample.
     """
-    if n_resamples <= 0:
+    if bootstrap_resamples <= 0:
         return {}
 
     def statistic(idx: np.ndarray) -> dict[str, float]:
@@ -162,7 +162,7 @@ def bootstrap_intervals(y_true: np.ndarray, y_prob: np.ndarray, thresholds: dict
                 values[f"{policy}/{name}"] = value
         return values
 
-    samples = _bootstrap(y_true, statistic, n_resamples, seed)
+    samples = _bootstrap(y_true, statistic, bootstrap_resamples, seed)
     tail = (1 - level) / 2 * 100
     return {policy: {name: np.nanpercentile(samples[f"{policy}/{name}"], [tail, 100 - tail]).tolist()
                      for name in metrics}
@@ -172,7 +172,7 @@ def bootstrap_intervals(y_true: np.ndarray, y_prob: np.ndarray, thresholds: dict
 def paired_bootstrap(y_true: np.ndarray, prob_a: np.ndarray, prob_b: np.ndarray,
                      thresholds_a: np.ndarray | float, thresholds_b: np.ndarray | float,
                      metrics: tuple[str, ...] = ("macro_auprc", "micro_f1"),
-                     n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+                     bootstrap_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
     """Difference a - b of `metrics` on the same records, with a paired percentile bootstrap interval."""
     def difference(idx: np.ndarray) -> dict[str, float]:
         a = all_metrics(y_true[idx], prob_a[idx], thresholds_a)
@@ -180,7 +180,7 @@ def paired_bootstrap(y_true: np.ndarray, prob_a: np.ndarray, prob_b: np.ndarray,
         return {name: a[name] - b[name] for name in metrics}
 
     observed = difference(np.arange(len(y_true)))
-    samples = _bootstrap(y_true, difference, n_resamples, seed)
+    samples = _bootstrap(y_true, difference, bootstrap_resamples, seed)
     tail = (1 - level) / 2 * 100
     rows = []
     for name in metrics:
@@ -191,18 +191,18 @@ def paired_bootstrap(y_true: np.ndarray, prob_a: np.ndarray, prob_b: np.ndarray,
 
 
 def _bootstrap(y_true: np.ndarray, statistic: Callable[[np.ndarray], dict[str, float]],
-               n_resamples: int, seed: int) -> pd.DataFrame:
-    """`statistic` on `n_resamples` resamples, over the CPU cores in worker processes (the metrics are
+               bootstrap_resamples: int, seed: int) -> pd.DataFrame:
+    """`statistic` on `bootstrap_resamples` resamples, over the CPU cores in worker processes (the metrics are
     Python-heavy scikit-learn calls, so threads would serialise); same resamples whatever the cores."""
     rng = np.random.default_rng(seed)
     n = len(y_true)
-    resamples = [rng.integers(0, n, n) for _ in range(n_resamples)]
-    workers = min(cpu_count(), n_resamples // PARALLEL_MIN_RESAMPLES)
+    resamples = [rng.integers(0, n, n) for _ in range(bootstrap_resamples)]
+    workers = min(cpu_count(), bootstrap_resamples // PARALLEL_MIN_RESAMPLES)
     if workers <= 1:
         return pd.DataFrame(_statistics(statistic, resamples))
     chunks = [resamples[i::workers] for i in range(workers)]
     parts = Parallel(n_jobs=workers)(delayed(_statistics)(statistic, chunk) for chunk in chunks)
-    rows: list[dict[str, float]] = [None] * n_resamples  # type: ignore[list-item]
+    rows: list[dict[str, float]] = [None] * bootstrap_resamples  # type: ignore[list-item]
     for i, part in enumerate(parts):
         rows[i::workers] = part
     return pd.DataFrame(rows)

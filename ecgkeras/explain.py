@@ -32,7 +32,7 @@ from matplotlib.patches import Patch
 
 from ecgkeras.data.ptbxl import LEADS
 from ecgkeras.errors import EcgkerasError
-from ecgkeras.runs.inference import predict_ecg, ecg_input
+from ecgkeras.runs.inference import ecg_input, predict_ecg
 from ecgkeras.runs.record import RunRecord, load_run
 from ecgkeras.training import window_starts
 

@@ -60,13 +60,13 @@ def test_bootstrap_interval_contains_the_estimate_and_is_reproducible():
     y_true = rng.integers(0, 2, (200, 4))
     y_prob = np.clip(y_true * 0.6 + rng.normal(0.2, 0.25, y_true.shape), 0, 1)
     point = all_metrics(y_true, y_prob, 0.5)
-    ci = bootstrap_intervals(y_true, y_prob, {"fixed": 0.5, "strict": 0.9}, n_resamples=100, seed=3)
+    ci = bootstrap_intervals(y_true, y_prob, {"fixed": 0.5, "strict": 0.9}, bootstrap_resamples=100, seed=3)
     for name in ("macro_auprc", "micro_f1", "hamming_loss"):
         low, high = ci["fixed"][name]
         assert low < point[name] < high
     assert ci["fixed"]["macro_auprc"] == ci["strict"]["macro_auprc"]  # ranking metrics ignore thresholds
     assert ci["fixed"]["micro_f1"] != ci["strict"]["micro_f1"]
-    assert ci == bootstrap_intervals(y_true, y_prob, {"fixed": 0.5, "strict": 0.9}, n_resamples=100, seed=3)
+    assert ci == bootstrap_intervals(y_true, y_prob, {"fixed": 0.5, "strict": 0.9}, bootstrap_resamples=100, seed=3)
 
 
 def test_paired_bootstrap_detects_a_real_difference_and_not_a_null_one():
@@ -74,9 +74,9 @@ def test_paired_bootstrap_detects_a_real_difference_and_not_a_null_one():
     y_true = rng.integers(0, 2, (300, 3))
     good = np.clip(y_true * 0.7 + rng.normal(0.15, 0.15, y_true.shape), 0, 1)
     noisy = np.clip(y_true * 0.2 + rng.normal(0.4, 0.25, y_true.shape), 0, 1)
-    better = paired_bootstrap(y_true, good, noisy, 0.5, 0.5, n_resamples=100).set_index("metric")
+    better = paired_bootstrap(y_true, good, noisy, 0.5, 0.5, bootstrap_resamples=100).set_index("metric")
     assert (better["difference"] > 0).all() and better["significant"].all()
-    same = paired_bootstrap(y_true, good, good, 0.5, 0.5, n_resamples=50).set_index("metric")
+    same = paired_bootstrap(y_true, good, good, 0.5, 0.5, bootstrap_resamples=50).set_index("metric")
     assert (same["difference"] == 0).all() and not same["significant"].any()
 
 
@@ -88,10 +88,10 @@ def test_bootstrap_gives_the_same_intervals_in_worker_processes_as_serially(monk
     y_prob = np.clip(y_true * 0.4 + rng.random((300, 5)) * 0.6, 0, 1)
     thresholds = {"fixed": 0.5, "tuned": evaluation.tune_thresholds(y_true, y_prob)}
     monkeypatch.setattr(evaluation, "PARALLEL_MIN_RESAMPLES", 1000)
-    serial = bootstrap_intervals(y_true, y_prob, thresholds, n_resamples=40, seed=5)
+    serial = bootstrap_intervals(y_true, y_prob, thresholds, bootstrap_resamples=40, seed=5)
     monkeypatch.setattr(evaluation, "PARALLEL_MIN_RESAMPLES", 10)
     monkeypatch.setattr(evaluation, "cpu_count", lambda: 2)  # two worker processes even on one core
-    assert bootstrap_intervals(y_true, y_prob, thresholds, n_resamples=40, seed=5) == serial
+    assert bootstrap_intervals(y_true, y_prob, thresholds, bootstrap_resamples=40, seed=5) == serial
 
 
 def test_expected_calibration_error_by_hand():

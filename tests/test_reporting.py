@@ -167,7 +167,7 @@ def test_per_class_recall_matches_the_records(runs):
 
 
 def test_paired_comparison_against_itself_is_zero_and_a_better_model_wins(runs):
-    comparison = paired_comparisons(runs, reference="cnn", n_resamples=50)
+    comparison = paired_comparisons(runs, reference="cnn", bootstrap_resamples=50)
     assert set(comparison["reference"]) == {"CNN"} and set(comparison["architecture"]) == {"CNN-LSTM", "CNN-BiLSTM"}
     same = comparison[comparison["architecture"] == "CNN-LSTM"]  # identical predictions and thresholds
     assert (same[["difference", "ci_low", "ci_high"]] == 0).all().all() and not same["significant"].any()
@@ -175,18 +175,18 @@ def test_paired_comparison_against_itself_is_zero_and_a_better_model_wins(runs):
     assert (better["difference"] > 0).all() and (better["ci_low"] > 0).all() and better["significant"].all()
     assert set(better["metric"]) == {"macro_auprc", "micro_f1"} and set(better["seed"]) == {0}
     # default reference: best mean test macro-AUPRC in the records (CNN-BiLSTM), by display name too
-    default = paired_comparisons(runs, n_resamples=20)
+    default = paired_comparisons(runs, bootstrap_resamples=20)
     assert set(default["reference"]) == {"CNN-BiLSTM"} and (default["difference"] < 0).all()
-    pd.testing.assert_frame_equal(paired_comparisons(runs, reference="CNN-BiLSTM", n_resamples=20), default)
+    pd.testing.assert_frame_equal(paired_comparisons(runs, reference="CNN-BiLSTM", bootstrap_resamples=20), default)
     with pytest.raises(EcgkerasError, match="reference"):
-        paired_comparisons(runs, reference="cnn-gru", n_resamples=20)
+        paired_comparisons(runs, reference="cnn-gru", bootstrap_resamples=20)
 
 
 def test_mismatched_test_records_are_refused(tmp_path):
     write_run(tmp_path / "cnn" / "seed-0", "cnn", 0, tmp_path)
     write_run(tmp_path / "cnn-lstm" / "seed-0", "cnn-lstm", 0, tmp_path, ecg_ids=ECG_IDS[::-1].copy())
     with pytest.raises(EcgkerasError, match="different records"):
-        paired_comparisons(find_runs(tmp_path), reference="cnn", n_resamples=10)
+        paired_comparisons(find_runs(tmp_path), reference="cnn", bootstrap_resamples=10)
 
 
 def test_two_runs_of_one_architecture_and_seed_are_refused(tmp_path):
@@ -202,7 +202,7 @@ def test_figures_are_returned_and_saved(runs, tmp_path):
     recall = per_class_recall(runs)
     figures = {"heatmap": plot_recall_heatmap(recall), "bars": plot_recall_bars(recall),
                "complexity": plot_complexity(summary_table(runs)), "history": plot_history(runs[0].history),
-               "paired": plot_paired_comparison(paired_comparisons(runs, n_resamples=10))}
+               "paired": plot_paired_comparison(paired_comparisons(runs, bootstrap_resamples=10))}
     assert "NORM (n=" in figures["heatmap"].axes[0].get_yticklabels()[0].get_text()
     assert len(figures["complexity"].axes) == 2 and len(figures["history"].axes) == 2
     for stem, fig in figures.items():
@@ -212,7 +212,7 @@ def test_figures_are_returned_and_saved(runs, tmp_path):
 
 
 def test_write_summary_writes_every_table_figure_and_readme(study):
-    out = write_summary(study, n_resamples=50)
+    out = write_summary(study, bootstrap_resamples=50)
     assert out == study / "summary"
     for stem in ("results_tuned", "results_fixed", "per_class_recall", "paired_comparison"):
         for ext in ("md", "csv", "tex"):
@@ -233,7 +233,7 @@ def test_write_summary_writes_every_table_figure_and_readme(study):
 def test_synthetic_data_is_said_prominently_even_when_the_data_folder_is_gone(tmp_path):
     # the record says what the data was when the run trained; the folder itself may be deleted since
     write_run(tmp_path / "study" / "cnn" / "seed-0", "cnn", 0, tmp_path / "deleted", synthetic=True)
-    out = write_summary(tmp_path / "study", tmp_path / "elsewhere", n_resamples=10)
+    out = write_summary(tmp_path / "study", tmp_path / "elsewhere", bootstrap_resamples=10)
     assert out == tmp_path / "elsewhere"
     readme = (out / "README.md").read_text()
     assert "**SYNTHETIC DATA, NOT PTB-XL.**" in readme.split("\n## ")[0]

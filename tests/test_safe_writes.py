@@ -60,7 +60,7 @@ def fake_study(tmp_path_factory) -> Path:
     (root / "data").mkdir()
     for arch in ("cnn", "cnn-lstm"):
         write_run(root / "study" / arch / "seed-0", arch, 0, root / "data")
-    write_summary(root / "study", n_resamples=10)
+    write_summary(root / "study", bootstrap_resamples=10)
     return root / "study"
 
 

@@ -29,7 +29,8 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from ecgkeras.report.figures import plot_history
-from ecgkeras.runs import RunConfig, run_experiment
+from ecgkeras.evaluation import HEADLINE_METRICS
+from ecgkeras.runs import POLICIES, TUNED, RunConfig, run_experiment
 
 config = RunConfig.from_parameters(**parameters)
 
@@ -40,7 +41,7 @@ config = RunConfig.from_parameters(**parameters)
 # %%
 run = run_experiment(config, output_dir)
 print(f"{run.display_name}: {run.n_parameters:,} parameters, {run.timings['seconds_per_epoch']:.1f} s/epoch, "
-      f"best epoch {run.timings['best_epoch']} of {run.timings['epochs_run']}")
+      f"best epoch {run.convergence['best_epoch']} of {run.convergence['epochs_run']}")
 
 # %%
 plot_history(run.history);
@@ -51,15 +52,14 @@ plot_history(run.history);
 # Macro AUROC/AUPRC average over the classes with positives in the test fold.
 
 # %%
-headline = ["hamming_loss", "macro_auprc", "micro_f1", "subset_accuracy", "macro_auroc", "macro_f1",
-            "micro_precision", "micro_recall", "n_classes_scored"]
+headline = [*HEADLINE_METRICS, "micro_precision", "micro_recall", "n_classes_scored"]
 display(pd.DataFrame({policy: {name: run.metrics("test", policy)[name] for name in headline}
-                      for policy in ("tuned", "fixed")}).round(4))
-display(pd.DataFrame(run.intervals("tuned"), index=["ci95 low", "ci95 high"]).round(4))
+                      for policy in POLICIES}).round(4))
+display(pd.DataFrame(run.intervals(TUNED), index=["ci95 low", "ci95 high"]).round(4))
 
 # %% [markdown]
 # ## Per-class results (test fold, validation-tuned thresholds)
 
 # %%
-display(run.per_class("test", "tuned").round(3))
+display(run.per_class("test", TUNED).round(3))
 display(Markdown(f"Run record: `{run.run_dir}`"))

@@ -32,7 +32,7 @@ from IPython.display import Image, Markdown, display
 from ecgkeras.report.summary import write_summary
 from ecgkeras.report.tables import reference_table
 
-summary = Path(write_summary(study_dir, summary_dir, n_resamples=bootstrap_resamples))
+summary = Path(write_summary(study_dir, summary_dir, bootstrap_resamples=bootstrap_resamples))
 show = lambda stem: display(Markdown((summary / f"{stem}.md").read_text()))
 
 # %% [markdown]

@@ -20,9 +20,9 @@ from ecgkeras.report.site import write_site
 from ecgkeras.runs.config import RunConfig
 from ecgkeras.runs.record import find_runs
 from ecgkeras.schema import check_parameter
+from ecgkeras.study.demo import check_publish, prepare_demo
 from ecgkeras.study.layout import PUBLISHED_KIND, REPORT_DIR, REPORT_KIND, SUMMARY_DIR, SUMMARY_KIND
 from ecgkeras.study.notebooks import AGGREGATE_NOTEBOOK, execute_notebook, to_ipynb
-from ecgkeras.study.demo import check_publish, prepare_demo
 from ecgkeras.study.request import StudyRequest, require_folders
 from ecgkeras.study.runner import Execution, StudyResult, execute_study
 

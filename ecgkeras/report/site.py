@@ -24,9 +24,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from ecgkeras.errors import EcgkerasError
+from ecgkeras.evaluation import HEADLINE_METRICS
 from ecgkeras.files import atomic_write_text, check_replaceable, replaced_folder
 from ecgkeras.report.figures import plot_history
 from ecgkeras.report.formatting import LABELS
+from ecgkeras.runs.config import POLICIES, TUNED
 from ecgkeras.runs.record import RunRecord, find_runs
 from ecgkeras.study.layout import REPORT_DIR, REPORT_KIND, SUMMARY_DIR
 
@@ -40,7 +42,6 @@ SUMMARY_TABLES = {"results_tuned": "Test-fold results, validation-tuned threshol
 OFFLINE_NOTEBOOK_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 {% block html_head_js_requirejs %}{% endblock %}
 {% block html_head_js_mathjax %}{% endblock %}"""
-HEADLINE = ("hamming_loss", "macro_auprc", "micro_f1", "subset_accuracy", "macro_auroc", "macro_f1")
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1200px;
        padding: 0 1rem; color: #1d2327; line-height: 1.45; }
@@ -163,9 +164,9 @@ def _key_value_table(values: dict) -> str:
 
 def _metrics_table(run: RunRecord) -> str:
     rows = []
-    for metric in HEADLINE:
+    for metric in HEADLINE_METRICS:
         row = {"metric": LABELS.get(metric, metric)}
-        for policy in ("tuned", "fixed"):
+        for policy in POLICIES:
             value = run.metrics("test", policy).get(metric)
             interval = run.intervals(policy).get(metric)
             row[f"test, {policy}"] = "–" if value is None else f"{value:.4f}" + (
@@ -190,7 +191,7 @@ def _learning_curve(run: RunRecord, out_dir: Path, slug: str) -> str:
 def _run_page(run: RunRecord, study_dir: Path, out_dir: Path, notebook: str | None) -> str:
     slug = _slug(run, study_dir)
     title = f"{run.display_name}, seed {run.seed}"
-    per_class = run.per_class("test", "tuned").reset_index()
+    per_class = run.per_class("test", TUNED).reset_index()
     parts = [f"<p>Run folder <code>{html.escape(str(run.run_dir))}</code>"
              + (f' · <a href="{notebook}">executed training notebook</a>' if notebook else "") + "</p>",
              "<h2>Metrics</h2><p>Test fold with 95% bootstrap intervals; validation fold for comparison. "
@@ -263,7 +264,7 @@ def _copy_summary_files(summary_dir: Path, out_dir: Path) -> None:
 def _runs_table(runs: Iterable[RunRecord], pages: dict[Path, str], notebooks: dict[Path, str]) -> str:
     rows = []
     for run in runs:
-        metrics = run.metrics("test", "tuned")
+        metrics = run.metrics("test", TUNED)
         notebook = next((link for path, link in notebooks.items() if path.parent == run.run_dir), None)
         cells = [f'<td><a href="{pages[run.run_dir]}">{html.escape(run.display_name)}</a></td>',
                  f"<td class=num>{run.config.seed}</td>"]

@@ -16,7 +16,7 @@ from ecgkeras.report.figures import (plot_complexity, plot_learning_curves, plot
 from ecgkeras.report.formatting import format_table, save_table
 from ecgkeras.report.tables import (PAIRED_COLUMNS, ordered_runs, paired_comparisons, per_class_recall, reference_table,
                                     runs_frame, shown_path, summary_table, unconverged_runs)
-from ecgkeras.runs.config import POLICIES
+from ecgkeras.runs.config import POLICIES, TUNED
 from ecgkeras.runs.record import RunRecord, find_runs
 
 
@@ -46,7 +46,7 @@ def convergence_lines(runs: Sequence[RunRecord]) -> list[str]:
                     f"epochs, best epoch {row.best_epoch} (`{row.run_dir}`)" for row in unconverged.itertuples()] + [""]
 
 
-def _readme(study_dir: Path, runs: list[RunRecord], files: dict[str, str], n_resamples: int) -> str:
+def _readme(study_dir: Path, runs: list[RunRecord], files: dict[str, str], bootstrap_resamples: int) -> str:
     configs = [run.config for run in runs]
     provenance = [run.provenance for run in runs]
     data_dirs = list(dict.fromkeys(shown_path(origin["data_dir"]) for origin in provenance))
@@ -81,7 +81,7 @@ def _readme(study_dir: Path, runs: list[RunRecord], files: dict[str, str], n_res
               "- Test-fold metrics; mean ± sample standard deviation (ddof=1) over seeds, ± only with "
               "more than one seed; best value per column in bold (lowest Hamming loss, highest otherwise).",
               "- `tuned`: per-class thresholds maximizing F1 on the validation fold; `fixed`: 0.5.",
-              f"- Paired comparison: each architecture's lowest seed minus the reference's, {n_resamples} "
+              f"- Paired comparison: each architecture's lowest seed minus the reference's, {bootstrap_resamples} "
               "paired bootstrap resamples of the test records, 95% percentile intervals.",
               f"- Calibration: Brier score and expected calibration error (ECE, {CALIBRATION_BINS} equal-width "
               "bins) over all (record, class) probabilities; lower is better.",
@@ -91,7 +91,7 @@ def _readme(study_dir: Path, runs: list[RunRecord], files: dict[str, str], n_res
     return "\n".join(lines)
 
 
-def write_summary(study_dir: str | Path, out_dir: str | Path | None = None, n_resamples: int = 1000) -> Path:
+def write_summary(study_dir: str | Path, out_dir: str | Path | None = None, bootstrap_resamples: int = 1000) -> Path:
     """Tables, figures and a README for every complete run under `study_dir`; returns the folder."""
     study_dir = Path(study_dir)
     runs = find_runs(study_dir)
@@ -115,7 +115,7 @@ def write_summary(study_dir: str | Path, out_dir: str | Path | None = None, n_re
         table(summary, f"results_{policy}", f"test metrics per architecture, {policy} thresholds")
     recall = per_class_recall(runs)
     table(recall, "per_class_recall", "test recall per class and architecture (tuned thresholds), class support")
-    comparison = (paired_comparisons(runs, n_resamples=n_resamples) if n_resamples > 0
+    comparison = (paired_comparisons(runs, bootstrap_resamples=bootstrap_resamples) if bootstrap_resamples > 0
                   else pd.DataFrame(columns=list(PAIRED_COLUMNS)))
     table(comparison, "paired_comparison", "paired bootstrap differences against the best architecture")
     atomic_write_text(out_dir / "runs.csv", runs_frame(runs).to_csv(index=False))
@@ -124,10 +124,10 @@ def write_summary(study_dir: str | Path, out_dir: str | Path | None = None, n_re
            "per-class recall heatmap")
     figure(plot_recall_bars(recall, "Per-class recall by architecture (test fold, tuned thresholds)"),
            "recall_bars", "per-class recall, grouped bars")
-    figure(plot_complexity(summaries["tuned"]), "complexity", "macro-AUPRC against parameters and seconds per epoch")
+    figure(plot_complexity(summaries[TUNED]), "complexity", "macro-AUPRC against parameters and seconds per epoch")
     figure(plot_paired_comparison(comparison), "paired_comparison", "forest plot of the paired differences")
     figure(plot_learning_curves(runs), "learning_curves",
            "validation macro-AUPRC and loss per epoch, one line per architecture, range over seeds")
     figure(plot_reliability(runs), "reliability", "reliability diagrams (test fold): all classes and the most frequent")
-    atomic_write_text(out_dir / "README.md", _readme(study_dir, ordered_runs(runs), files, n_resamples))
+    atomic_write_text(out_dir / "README.md", _readme(study_dir, ordered_runs(runs), files, bootstrap_resamples))
     return out_dir

@@ -21,7 +21,7 @@ import pandas as pd
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.evaluation import HEADLINE_METRICS, TABLE_METRICS, paired_bootstrap
 from ecgkeras.models import ARCHITECTURES
-from ecgkeras.runs.config import POLICIES
+from ecgkeras.runs.config import POLICIES, TUNED
 from ecgkeras.runs.record import RunRecord
 
 PAIRED_COLUMNS: tuple[str, ...] = ("architecture", "seed", "reference", "reference_seed", "metric",
@@ -78,7 +78,7 @@ def runs_frame(runs: Sequence[RunRecord], split: str = "test") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def summary_table(runs: Sequence[RunRecord], policy: str = "tuned", split: str = "test") -> pd.DataFrame:
+def summary_table(runs: Sequence[RunRecord], policy: str = TUNED, split: str = "test") -> pd.DataFrame:
     """The paper-style table: one row per architecture, `<metric>` (mean) and `<metric>_std` over seeds.
 
     `converged` counts the seeds whose early stopping fired, e.g. "2/3" (see `RunRecord.convergence`).
@@ -99,7 +99,7 @@ def summary_table(runs: Sequence[RunRecord], policy: str = "tuned", split: str =
     return table
 
 
-def per_class_recall(runs: Sequence[RunRecord], policy: str = "tuned", split: str = "test") -> pd.DataFrame:
+def per_class_recall(runs: Sequence[RunRecord], policy: str = TUNED, split: str = "test") -> pd.DataFrame:
     """Recall per class (rows) and architecture (columns, mean over seeds), after a `support` column."""
     ordered = ordered_runs(runs)
     if not ordered:
@@ -125,15 +125,15 @@ def per_class_recall(runs: Sequence[RunRecord], policy: str = "tuned", split: st
 
 
 def paired_comparisons(runs: Sequence[RunRecord], reference: str | None = None,
-                       metrics: Sequence[str] = ("macro_auprc", "micro_f1"), n_resamples: int = 1000,
-                       seed: int = 0, policy: str = "tuned") -> pd.DataFrame:
+                       metrics: Sequence[str] = ("macro_auprc", "micro_f1"), bootstrap_resamples: int = 1000,
+                       seed: int = 0, policy: str = TUNED) -> pd.DataFrame:
     """Every architecture minus the reference on the test fold, with paired bootstrap 95% intervals.
 
     The reference is the architecture with the best mean test macro-AUPRC unless `reference`
     (registry or display name) is given. Each architecture is represented by its lowest seed.
     """
-    if n_resamples < 1:
-        raise EcgkerasError(f"n_resamples={n_resamples}: a paired bootstrap needs at least 1 resample")
+    if bootstrap_resamples < 1:
+        raise EcgkerasError(f"bootstrap_resamples={bootstrap_resamples}: a paired bootstrap needs at least 1 resample")
     first: dict[str, RunRecord] = {}
     for run in ordered_runs(runs):
         first.setdefault(run.architecture, run)
@@ -159,7 +159,7 @@ def paired_comparisons(runs: Sequence[RunRecord], reference: str | None = None,
                                 "classes: compare runs of one study (same data and folds)")
         result = paired_bootstrap(base_pred["test_true"], pred["test_prob"], base_pred["test_prob"],
                                   run.thresholds(policy), base.thresholds(policy), metrics=tuple(metrics),
-                                  n_resamples=n_resamples, seed=seed)
+                                  bootstrap_resamples=bootstrap_resamples, seed=seed)
         results.append(result.assign(architecture=run.display_name, seed=run.seed,
                                      reference=base.display_name, reference_seed=base.seed))
     if not results:

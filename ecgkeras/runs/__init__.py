@@ -8,7 +8,7 @@ Names are imported on first use, so reading run records needs no TensorFlow.
 from importlib import import_module
 
 _HOMES = {
-    "config": ("RunConfig", "POLICIES", "SPLITS", "PER_RUN"),
+    "config": ("RunConfig", "POLICIES", "TUNED", "FIXED", "SPLITS", "PER_RUN"),
     "record": ("RunRecord", "load_run", "is_complete", "find_runs", "RECORD_FILE", "PREDICTIONS_FILE",
                "RECORD_FORMAT", "MODEL_FILE", "HISTORY_FILE"),
     "experiment": ("run_experiment", "load_dataset", "prepare_splits"),

@@ -16,7 +16,8 @@ from ecgkeras.training import TrainingConfig
 PER_RUN = ("architecture", "seed")  # what differs between the runs of one study
 
 
-POLICIES: tuple[str, ...] = ("tuned", "fixed")
+TUNED, FIXED = "tuned", "fixed"  # thresholds tuned per class on the validation fold; a fixed 0.5
+POLICIES: tuple[str, ...] = (TUNED, FIXED)
 
 
 SPLITS: tuple[str, ...] = ("val", "test")

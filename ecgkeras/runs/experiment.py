@@ -13,7 +13,7 @@ from ecgkeras.data.ptbxl import DATABASE_CSV, PTBXL, Part, Standardizer, load_pt
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.evaluation import all_metrics, bootstrap_intervals, per_class_table, tune_thresholds
 from ecgkeras.models import build_model, check_model
-from ecgkeras.runs.config import RunConfig
+from ecgkeras.runs.config import FIXED, TUNED, RunConfig
 from ecgkeras.runs.record import Evaluation, RunRecord, staged_run_dir, write_record
 from ecgkeras.training import predict_probabilities, set_seed, train_model
 
@@ -71,7 +71,7 @@ def evaluate_run(config: RunConfig, model, val: Part, test: Part, standardizer: 
     started = time.perf_counter()
     test_prob = predict_probabilities(model, test.X, **crop)
     inference_ms_per_ecg = (time.perf_counter() - started) * 1000 / len(test.X)
-    thresholds = {"tuned": tune_thresholds(val.Y, val_prob), "fixed": np.full(len(classes), 0.5)}
+    thresholds = {TUNED: tune_thresholds(val.Y, val_prob), FIXED: np.full(len(classes), 0.5)}
     scored = {"val": (val.Y, val_prob), "test": (test.Y, test_prob)}
     metrics = {split: {policy: all_metrics(y_true, y_prob, values) for policy, values in thresholds.items()}
                for split, (y_true, y_prob) in scored.items()}

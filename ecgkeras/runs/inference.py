@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ecgkeras.errors import EcgkerasError
+from ecgkeras.runs.config import TUNED
 from ecgkeras.runs.record import RunRecord
 from ecgkeras.training import predict_probabilities
 
@@ -47,7 +48,7 @@ def predict_ecg(run_dir: str | Path, record: str | Path) -> pd.DataFrame:
     _, X = ecg_input(run, record)
     probs = predict_probabilities(run.load_model(), X, crop_length=config.training.crop_length,
                                   window_stride=config.training.window_stride)[0]
-    thresholds = run.thresholds("tuned")
+    thresholds = run.thresholds(TUNED)
     table = pd.DataFrame({"class": run.classes, "probability": probs, "threshold": thresholds,
                           "predicted": probs >= thresholds})
     return table.sort_values("probability", ascending=False, ignore_index=True)

@@ -35,14 +35,15 @@ from ecgkeras.data.ptbxl import PTBXL, Part, Standardizer
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.files import atomic_write, atomic_write_text
 from ecgkeras.models import get_architecture
-from ecgkeras.runs.config import POLICIES, SPLITS, RunConfig
+from ecgkeras.runs.config import POLICIES, SPLITS, TUNED, RunConfig
 from ecgkeras.runs.provenance import data_provenance, execution_context, library_versions
-from ecgkeras.training import HISTORY_FILE, MODEL_FILE, MONITOR, convergence
+from ecgkeras.training import HISTORY_FILE, MODEL_FILE, convergence
 
 RECORD_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.npz"
 RUN_FILES = (RECORD_FILE, PREDICTIONS_FILE, HISTORY_FILE, MODEL_FILE)
-RECORD_FORMAT = 2  # 2 added the data provenance and the full model configuration
+RECORD_FORMAT = 3  # 2 added the data provenance and the full model configuration; 3 keeps epochs under convergence only
+EPOCH_FIELDS = ("epochs_run", "best_epoch")  # under timings up to format 2, under convergence since
 PREDICTION_ARRAYS = ("classes", *(f"{split}_{kind}" for split in ("val", "test") for kind in ("ecg_ids", "true", "prob")))
 MODEL_ENTRIES = ("config.json", "model.weights.h5")  # what Keras' .keras zip must hold to load
 
@@ -164,8 +165,8 @@ class RunRecord:
 
     @property
     def timings(self) -> dict[str, float]:
-        """epochs_run, best_epoch, seconds_per_epoch, first_epoch_seconds, training_seconds, inference_ms_per_ecg."""
-        return self.record["timings"]
+        """seconds_per_epoch, first_epoch_seconds, training_seconds, inference_ms_per_ecg (the epochs: `convergence`)."""
+        return {name: value for name, value in self.record["timings"].items() if name not in EPOCH_FIELDS}
 
     @property
     def versions(self) -> dict[str, str]:
@@ -192,21 +193,21 @@ class RunRecord:
         """UTC time its record was written (ISO 8601)."""
         return self.record.get("finished", "")
 
-    def metrics(self, split: str = "test", policy: str = "tuned") -> dict[str, float]:
+    def metrics(self, split: str = "test", policy: str = TUNED) -> dict[str, float]:
         """Every metric of `split` ('val' or 'test') under threshold `policy` ('tuned' or 'fixed')."""
         values = self._lookup("metrics", split, policy)
         return {name: value for name, value in values.items() if name != "ci95"}
 
-    def intervals(self, policy: str = "tuned") -> dict[str, tuple[float, float]]:
+    def intervals(self, policy: str = TUNED) -> dict[str, tuple[float, float]]:
         """Bootstrap 95% intervals of the test-fold headline metrics (empty without resamples)."""
         return {name: (low, high) for name, (low, high) in self._lookup("metrics", "test", policy)
                 .get("ci95", {}).items()}
 
-    def per_class(self, split: str = "test", policy: str = "tuned") -> pd.DataFrame:
+    def per_class(self, split: str = "test", policy: str = TUNED) -> pd.DataFrame:
         """Per-class table (support, precision, recall, F1, AUPRC, AUROC, threshold)."""
         return pd.DataFrame(self._lookup("per_class", split, policy)).set_index("class")
 
-    def thresholds(self, policy: str = "tuned") -> np.ndarray:
+    def thresholds(self, policy: str = TUNED) -> np.ndarray:
         if policy not in POLICIES:
             raise EcgkerasError(f"unknown threshold policy {policy!r}: choose one of {', '.join(POLICIES)}")
         return np.asarray(self.record["thresholds"][policy], dtype=float)
@@ -398,9 +399,7 @@ def write_record(out_dir: Path, config: RunConfig, data: PTBXL, splits: dict[str
                  "split_folds": {name: list(folds) for name, folds in data.split_folds.items()},
                  "provenance": data_provenance(data.data_dir)},
         "n_parameters": int(model.count_params()),
-        "timings": {"epochs_run": len(history),
-                    "best_epoch": int(history[MONITOR].idxmax()) + 1,
-                    "seconds_per_epoch": float(np.median(epoch_seconds[1:] if len(epoch_seconds) > 1
+        "timings": {"seconds_per_epoch": float(np.median(epoch_seconds[1:] if len(epoch_seconds) > 1
                                                          else epoch_seconds)),
                     "first_epoch_seconds": float(epoch_seconds[0]),
                     "training_seconds": float(epoch_seconds.sum()),

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from ecgkeras.errors import EcgkerasError
-
 from ecgkeras.runs.record import is_complete
 from ecgkeras.study.layout import known_grid, run_folders, run_id
 from ecgkeras.study.locks import lock_owner
