@@ -44,7 +44,7 @@ def test_a_run_at_the_epoch_cap_has_not_converged(two_runs):
 
 
 def test_tables_and_readme_mark_the_unconverged_run(two_runs):
-    assert summary_table(two_runs).loc["CNN", "converged"] == "1/2"
+    assert summary_table(two_runs).loc["cnn", "converged"] == "1/2"
     listed = unconverged_runs(two_runs)
     assert list(listed["seed"]) == [1] and listed["stopped_by"].item() == "epoch_cap"
     text = "\n".join(convergence_lines(two_runs))

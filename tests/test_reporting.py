@@ -112,15 +112,16 @@ def test_runs_frame_has_one_row_per_architecture_seed_and_policy(runs):
 
 def test_summary_table_means_and_stds_over_seeds(runs):
     summary = summary_table(runs)
-    assert list(summary.index) == DISPLAY and summary.index.name == "architecture"
-    for arch, name in zip(ARCHS, DISPLAY):
-        assert summary.loc[name, "macro_auprc"] == pytest.approx(np.mean(AUPRC[arch]))
-        assert summary.loc[name, "macro_auprc_std"] == pytest.approx(np.std(AUPRC[arch], ddof=1))
-        assert summary.loc[name, "hamming_loss"] == pytest.approx(np.mean(HAMMING[arch]))
-        assert summary.loc[name, "n_parameters"] == PARAMETERS[arch] and summary.loc[name, "n_seeds"] == 2
-    assert summary.loc["CNN-LSTM", "seconds_per_epoch"] == pytest.approx(20.5)
+    assert list(summary.index) == list(ARCHS) and summary.index.name == "architecture"  # registry names
+    assert list(summary["display_name"]) == DISPLAY
+    for arch in ARCHS:
+        assert summary.loc[arch, "macro_auprc"] == pytest.approx(np.mean(AUPRC[arch]))
+        assert summary.loc[arch, "macro_auprc_std"] == pytest.approx(np.std(AUPRC[arch], ddof=1))
+        assert summary.loc[arch, "hamming_loss"] == pytest.approx(np.mean(HAMMING[arch]))
+        assert summary.loc[arch, "n_parameters"] == PARAMETERS[arch] and summary.loc[arch, "n_seeds"] == 2
+    assert summary.loc["cnn-lstm", "seconds_per_epoch"] == pytest.approx(20.5)
     fixed = summary_table(runs, policy="fixed")
-    assert fixed.loc["CNN", "hamming_loss"] == pytest.approx(np.mean(HAMMING["cnn"]) + 0.01)
+    assert fixed.loc["cnn", "hamming_loss"] == pytest.approx(np.mean(HAMMING["cnn"]) + 0.01)
     with pytest.raises(EcgkerasError, match="policy"):
         summary_table(runs, policy="best")
 
@@ -168,15 +169,17 @@ def test_per_class_recall_matches_the_records(runs):
 
 def test_paired_comparison_against_itself_is_zero_and_a_better_model_wins(runs):
     comparison = paired_comparisons(runs, reference="cnn", bootstrap_resamples=50)
-    assert set(comparison["reference"]) == {"CNN"} and set(comparison["architecture"]) == {"CNN-LSTM", "CNN-BiLSTM"}
-    same = comparison[comparison["architecture"] == "CNN-LSTM"]  # identical predictions and thresholds
+    assert set(comparison["reference"]) == {"cnn"} and set(comparison["architecture"]) == {"cnn-lstm", "cnn-bilstm"}
+    assert set(comparison["reference_display_name"]) == {"CNN"}
+    assert set(comparison["display_name"]) == {"CNN-LSTM", "CNN-BiLSTM"}
+    same = comparison[comparison["architecture"] == "cnn-lstm"]  # identical predictions and thresholds
     assert (same[["difference", "ci_low", "ci_high"]] == 0).all().all() and not same["significant"].any()
-    better = comparison[comparison["architecture"] == "CNN-BiLSTM"]
+    better = comparison[comparison["architecture"] == "cnn-bilstm"]
     assert (better["difference"] > 0).all() and (better["ci_low"] > 0).all() and better["significant"].all()
     assert set(better["metric"]) == {"macro_auprc", "micro_f1"} and set(better["seed"]) == {0}
     # default reference: best mean test macro-AUPRC in the records (CNN-BiLSTM), by display name too
     default = paired_comparisons(runs, bootstrap_resamples=20)
-    assert set(default["reference"]) == {"CNN-BiLSTM"} and (default["difference"] < 0).all()
+    assert set(default["reference"]) == {"cnn-bilstm"} and (default["difference"] < 0).all()
     pd.testing.assert_frame_equal(paired_comparisons(runs, reference="CNN-BiLSTM", bootstrap_resamples=20), default)
     with pytest.raises(EcgkerasError, match="reference"):
         paired_comparisons(runs, reference="cnn-gru", bootstrap_resamples=20)

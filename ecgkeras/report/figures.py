@@ -15,7 +15,7 @@ from sklearn.calibration import calibration_curve
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.evaluation import CALIBRATION_BINS
 from ecgkeras.files import atomic_write
-from ecgkeras.report.formatting import LABELS
+from ecgkeras.report.formatting import LABELS, for_people
 from ecgkeras.report.tables import ordered_runs
 from ecgkeras.runs.record import RunRecord
 from ecgkeras.training import MONITOR
@@ -70,7 +70,7 @@ def plot_recall_bars(recall: pd.DataFrame, title: str = "Per-class recall by arc
 
 def plot_complexity(summary: pd.DataFrame, title: str = "Macro-AUPRC against model complexity") -> plt.Figure:
     """Macro-AUPRC of a `summary_table` against parameters and seconds per epoch (seed std as bars)."""
-    data = summary.reset_index()
+    data = for_people(summary).reset_index()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     panels = (("n_parameters", None, "parameters"),
               ("seconds_per_epoch", "seconds_per_epoch_std", "seconds per epoch"))
@@ -121,6 +121,7 @@ def plot_paired_comparison(comparison: pd.DataFrame) -> plt.Figure:
         ax.text(0.5, 0.5, "no paired comparison (fewer than two architectures or no resamples)",
                 ha="center", va="center")
         return fig
+    comparison = for_people(comparison)
     metrics = list(dict.fromkeys(comparison["metric"]))
     architectures = list(dict.fromkeys(comparison["architecture"]))
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics) + 2, 0.45 * len(architectures) + 1.8),

@@ -27,6 +27,21 @@ LABELS: dict[str, str] = {
 DECIMALS: dict[str, int] = {"seconds_per_epoch": 1, "inference_ms_per_ecg": 2}
 
 
+# Tables hold registry names (`architecture`, `reference`) beside display names; people see the display names.
+DISPLAY_NAMES = {"architecture": "display_name", "reference": "reference_display_name"}
+
+
+def for_people(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with display names in place of registry names (index or columns) and no display columns."""
+    table = table.copy()
+    if table.index.name in DISPLAY_NAMES and DISPLAY_NAMES[table.index.name] in table:
+        table.index = pd.Index(table.pop(DISPLAY_NAMES[table.index.name]), name=table.index.name)
+    for column, display in DISPLAY_NAMES.items():
+        if column in table and display in table:
+            table[column] = table.pop(display)
+    return table
+
+
 def _shown_columns(table: pd.DataFrame) -> list[str]:
     """Columns of a table as displayed: `<metric>_std` merges into `<metric>`."""
     return [c for c in table.columns if not (c.endswith("_std") and c.removesuffix("_std") in table.columns)]
@@ -64,6 +79,7 @@ def format_table(table: pd.DataFrame, decimals: int = 4, markup: str = "markdown
     """
     if markup not in ("markdown", "latex"):
         raise EcgkerasError(f"unknown markup {markup!r}: choose markdown or latex")
+    table = for_people(table)
     escape = _escape_latex if markup == "latex" else (lambda text: text.replace("|", r"\|"))
     bold = (lambda text: rf"\textbf{{{text}}}") if markup == "latex" else (lambda text: f"**{text}**")
     several_seeds = table["n_seeds"] > 1 if "n_seeds" in table else pd.Series(True, index=table.index)
@@ -91,8 +107,9 @@ def save_table(table: pd.DataFrame, out_dir: str | Path, stem: str, decimals: in
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     named_index = table.index.name is not None
-    numeric = [pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])
-               for c in _shown_columns(table)]
+    shown = for_people(table)
+    numeric = [pd.api.types.is_numeric_dtype(shown[c]) and not pd.api.types.is_bool_dtype(shown[c])
+               for c in _shown_columns(shown)]
     alignment = "l" * named_index + "".join("r" if is_number else "l" for is_number in numeric)
     paths = [out_dir / f"{stem}.{ext}" for ext in ("csv", "md", "tex")]
     atomic_write_text(paths[0], table.to_csv(index=named_index))

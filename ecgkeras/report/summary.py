@@ -42,7 +42,7 @@ def convergence_lines(runs: Sequence[RunRecord]) -> list[str]:
         return lines + ["Every run converged.", ""]
     lines += [f"**{len(unconverged)} run(s) had not converged**; their metrics understate what the architecture "
               "reaches with more epochs:", ""]
-    return lines + [f"- {row.architecture}, seed {row.seed}: {row.stopped_by}, {row.epochs_run} of {row.epoch_cap} "
+    return lines + [f"- {row.display_name}, seed {row.seed}: {row.stopped_by}, {row.epochs_run} of {row.epoch_cap} "
                     f"epochs, best epoch {row.best_epoch} (`{row.run_dir}`)" for row in unconverged.itertuples()] + [""]
 
 

@@ -24,8 +24,8 @@ from ecgkeras.models import ARCHITECTURES
 from ecgkeras.runs.config import POLICIES, TUNED
 from ecgkeras.runs.record import RunRecord
 
-PAIRED_COLUMNS: tuple[str, ...] = ("architecture", "seed", "reference", "reference_seed", "metric",
-                                   "difference", "ci_low", "ci_high", "significant")
+PAIRED_COLUMNS: tuple[str, ...] = ("architecture", "display_name", "seed", "reference", "reference_display_name",
+                                   "reference_seed", "metric", "difference", "ci_low", "ci_high", "significant")
 
 # Published reference points, printed beside our numbers (test fold, PTB-XL 23 diagnostic subclasses).
 PAPER_REFERENCE: dict[str, dict[str, float | str]] = {
@@ -86,10 +86,10 @@ def summary_table(runs: Sequence[RunRecord], policy: str = TUNED, split: str = "
     if policy not in POLICIES:
         raise EcgkerasError(f"unknown threshold policy {policy!r}: choose one of {', '.join(POLICIES)}")
     frame = runs_frame(runs, split)
-    grouped = frame[frame["policy"] == policy].groupby("display_name", sort=False)
+    grouped = frame[frame["policy"] == policy].groupby("architecture", sort=False)
     averaged = [*TABLE_METRICS, "seconds_per_epoch"]
     mean, std = grouped[averaged].mean(), grouped[averaged].std()
-    table = pd.DataFrame(index=mean.index.rename("architecture"))
+    table = pd.DataFrame({"display_name": grouped["display_name"].first()}, index=mean.index)
     for metric in TABLE_METRICS:
         table[metric], table[f"{metric}_std"] = mean[metric], std[metric]
     table["n_parameters"] = grouped["n_parameters"].mean().round().astype("int64")
@@ -160,8 +160,9 @@ def paired_comparisons(runs: Sequence[RunRecord], reference: str | None = None,
         result = paired_bootstrap(base_pred["test_true"], pred["test_prob"], base_pred["test_prob"],
                                   run.thresholds(policy), base.thresholds(policy), metrics=tuple(metrics),
                                   bootstrap_resamples=bootstrap_resamples, seed=seed)
-        results.append(result.assign(architecture=run.display_name, seed=run.seed,
-                                     reference=base.display_name, reference_seed=base.seed))
+        results.append(result.assign(architecture=run.architecture, display_name=run.display_name, seed=run.seed,
+                                     reference=base.architecture, reference_display_name=base.display_name,
+                                     reference_seed=base.seed))
     if not results:
         return pd.DataFrame(columns=list(PAIRED_COLUMNS))
     return pd.concat(results, ignore_index=True)[list(PAIRED_COLUMNS)]
@@ -169,9 +170,9 @@ def paired_comparisons(runs: Sequence[RunRecord], reference: str | None = None,
 
 def unconverged_runs(runs: Sequence[RunRecord]) -> pd.DataFrame:
     """Runs whose early stopping never fired (still improving at the epoch cap), one row each."""
-    rows = [{"architecture": run.display_name, "seed": run.seed,
+    rows = [{"architecture": run.architecture, "display_name": run.display_name, "seed": run.seed,
              **{key: status[key] for key in ("stopped_by", "epochs_run", "epoch_cap", "best_epoch", "patience")},
              "run_dir": shown_path(run.run_dir)}
             for run in ordered_runs(runs) if not (status := run.convergence)["converged"]]
-    return pd.DataFrame(rows, columns=["architecture", "seed", "stopped_by", "epochs_run", "epoch_cap",
+    return pd.DataFrame(rows, columns=["architecture", "display_name", "seed", "stopped_by", "epochs_run", "epoch_cap",
                                        "best_epoch", "patience", "run_dir"])
