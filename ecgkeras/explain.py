@@ -30,8 +30,8 @@ import pandas as pd
 import tensorflow as tf
 from matplotlib.patches import Patch
 
-from ecgkeras.data.ptbxl import LEADS
 from ecgkeras.errors import EcgkerasError
+from ecgkeras.report.ecg import GRID, plot_ecg
 from ecgkeras.runs.inference import ecg_input, predict_ecg
 from ecgkeras.runs.record import RunRecord, load_run
 from ecgkeras.training import window_starts
@@ -45,8 +45,6 @@ BAND_HEIGHT = 0.12  # height of each class's evidence strip, as a share of the t
 SHADING_QUANTILE = 0.995  # full colour from this quantile of a class's evidence up (one spike does not wash out the rest)
 CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#17becf", "#8c564b")  # none red: the grid is
 # The 6 x 2 clinical format: limb leads in the left column, chest leads in the right one.
-SIX_BY_TWO = (("I", "V1"), ("II", "V2"), ("III", "V3"), ("AVR", "V4"), ("AVL", "V5"), ("AVF", "V6"))
-LEAD_LABELS = {"AVR": "aVR", "AVL": "aVL", "AVF": "aVF"}
 
 
 class Classifier:
@@ -235,17 +233,13 @@ def _smoothed_evidence(attribution: np.ndarray, sampling_rate: int) -> np.ndarra
 
 
 def plot_explanation(explanation: Explanation) -> plt.Figure:
-    """The 12 leads (6 x 2 clinical format, ECG grid), each with one strip per class showing its evidence."""
+    """The 12 leads (`ecgkeras.report.ecg.plot_ecg`), each with one strip per class showing its evidence."""
     signal, rate = explanation.signal, explanation.sampling_rate
     seconds = signal.shape[0] / rate
-    time = np.arange(signal.shape[0]) / rate
     evidence = {name: _smoothed_evidence(values, rate) for name, values in explanation.attributions.items()}
     colors = dict(zip(evidence, CLASS_COLORS))
-    fig, axes = plt.subplots(6, 2, figsize=(15, 11), sharex=True)
-    for (row, column), ax in np.ndenumerate(axes):
-        lead = LEADS.index(SIX_BY_TWO[row][column])
-        trace = signal[:, lead]
-        low, high = min(trace.min(), -0.5) - 0.2, max(trace.max(), 0.5) + 0.2
+
+    def strips(ax: plt.Axes, lead: int, time: np.ndarray, low: float, high: float) -> float:
         band = (high - low) * BAND_HEIGHT
         for k, (name, values) in enumerate(evidence.items()):  # one strip per class under the trace
             shade = np.zeros((1, len(time), 4))
@@ -256,31 +250,19 @@ def plot_explanation(explanation: Explanation) -> plt.Figure:
             if len(evidence) == 1:  # a single class is also shaded behind the trace
                 shade[..., 3] *= 0.35
                 ax.imshow(shade, extent=(0, seconds, low, high), aspect="auto", interpolation="bilinear", zorder=1)
-        low -= len(evidence) * band
-        ax.plot(time, trace, color="black", linewidth=0.7, zorder=3)
-        ax.set_xticks(np.arange(0, seconds + 1e-9, 1.0))
-        ax.set_xticks(np.arange(0, seconds + 1e-9, 0.2), minor=True)
-        ax.set_yticks(np.arange(np.floor(low * 2) / 2, high, 0.5), minor=True)
-        ax.grid(True, which="minor", color="#f4b8b8", linewidth=0.4, zorder=0)
-        ax.grid(True, which="major", axis="x", color="#e48a8a", linewidth=0.6, zorder=0)
-        ax.set_facecolor("#fffafa")
-        ax.set_xlim(0, seconds)
-        ax.set_ylim(low, high)
-        ax.set_yticks([])
-        ax.text(0.005, 0.95, LEAD_LABELS.get(LEADS[lead], LEADS[lead]), transform=ax.transAxes, va="top",
-                fontsize=10, fontweight="bold", zorder=4)
-    for ax in axes[-1]:
-        ax.set_xlabel("time (s)")
+        return low - len(evidence) * band
+
     probabilities = explanation.table.set_index("class")
     shown = " · ".join(f"{name} p={probabilities.loc[name, 'probability']:.2f} "
                        f"({'≥' if probabilities.loc[name, 'predicted'] else '<'} threshold "
                        f"{probabilities.loc[name, 'threshold']:.2f})" for name in evidence)
     if explanation.left_out:
         shown += f"\nalso predicted, not drawn: {', '.join(explanation.left_out)} (name them with --classes to draw them)"
-    fig.suptitle(f"{explanation.record.name} under {explanation.run_name}: {shown}\n"
-                 f"strips under each lead (top to bottom in legend order): evidence for each class "
-                 f"({explanation.method.replace('_', ' ')}, positive part, {SMOOTHING_SECONDS * 1000:.0f} ms "
-                 "smoothing, scaled per class); grid 0.2 s x 0.5 mV", fontsize=11)
+    fig = plot_ecg(signal, rate, decorate=strips, title=(
+        f"{explanation.record.name} under {explanation.run_name}: {shown}\n"
+        f"strips under each lead (top to bottom in legend order): evidence for each class "
+        f"({explanation.method.replace('_', ' ')}, positive part, {SMOOTHING_SECONDS * 1000:.0f} ms "
+        f"smoothing, scaled per class); {GRID}"))
     fig.legend(handles=[Patch(color=colors[name], alpha=0.6, label=name) for name in evidence],
                loc="upper right", ncol=len(evidence), frameon=False, bbox_to_anchor=(0.99, 0.935))
     fig.tight_layout(rect=(0, 0, 1, 0.92))

@@ -29,8 +29,8 @@ example_classes = ["NORM", "IMI", "CLBBB", "LVH", "STTC"]  # classes to plot one
 from IPython.display import display
 
 from ecgkeras import load_ptbxl
-from ecgkeras.report.explore import (example_ecgs, fold_counts, label_hierarchy, plot_12lead, plot_class_counts,
-                                     plot_cooccurrence)
+from ecgkeras.report.ecg import plot_ecg
+from ecgkeras.report.explore import example_ecgs, fold_counts, label_hierarchy, plot_class_counts, plot_cooccurrence
 
 dataset = load_ptbxl(data_dir, sampling_rate=sampling_rate, label_level=label_level)
 print(f"{len(dataset.ecg_ids)} records, {len(dataset.classes)} classes, signals {dataset.X.shape[1:]} "
@@ -76,5 +76,5 @@ print(f"records with more than one {label_level}: {(dataset.Y.sum(axis=1) > 1).m
 # %%
 for name, index in example_ecgs(dataset, [c for c in example_classes if c in dataset.classes]).items():
     labels = [c for c, y in zip(dataset.classes, dataset.Y[index]) if y]
-    plot_12lead(dataset.X[index], sampling_rate,
+    plot_ecg(dataset.X[index], sampling_rate,
                 title=f"ecg_id {dataset.ecg_ids[index]}: {', '.join(labels)}");

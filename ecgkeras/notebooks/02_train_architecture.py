@@ -28,8 +28,8 @@ output_dir = "runs/notebook/cnn-bilstm/seed-0"  # where the run record goes
 import pandas as pd
 from IPython.display import Markdown, display
 
-from ecgkeras.report.figures import plot_history
 from ecgkeras.evaluation import HEADLINE_METRICS
+from ecgkeras.report.figures import plot_history
 from ecgkeras.runs import POLICIES, TUNED, RunConfig, run_experiment
 
 config = RunConfig.from_parameters(**parameters)

@@ -7,10 +7,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from ecgkeras.data.ptbxl import LEADS, PTBXL, read_statements
+from ecgkeras.data.ptbxl import PTBXL, read_statements
 
 # Clinical 12-lead layout: 3 rows x 4 columns of 2.5 s strips.
-CLINICAL_LAYOUT = (("I", "AVR", "V1", "V4"), ("II", "AVL", "V2", "V5"), ("III", "AVF", "V3", "V6"))
 
 
 def fold_counts(dataset: PTBXL) -> pd.DataFrame:
@@ -55,35 +54,6 @@ def plot_cooccurrence(dataset: PTBXL) -> plt.Figure:
     sns.heatmap(share, cmap="rocket_r", vmin=0, vmax=1, square=True, ax=ax,
                 cbar_kws={"label": "share of row class's records"})
     ax.set_title("Label co-occurrence P(column | row)")
-    fig.tight_layout()
-    return fig
-
-
-def plot_12lead(signal: np.ndarray, sampling_rate: int, title: str = "") -> plt.Figure:
-    """A clinical-style 12-lead plot: 3 x 4 strips of 2.5 s on ECG grid paper, lead II rhythm strip."""
-    seconds = signal.shape[0] / sampling_rate
-    strip = int(sampling_rate * seconds / 4)
-    time = np.arange(signal.shape[0]) / sampling_rate
-    lead_index = {name: i for i, name in enumerate(LEADS)}
-    fig, ax = plt.subplots(figsize=(12, 7))
-    offsets = [9.0, 6.0, 3.0, 0.0]  # mV offsets of the three rows and the rhythm strip
-    for row, leads in enumerate(CLINICAL_LAYOUT):
-        for column, lead in enumerate(leads):
-            part = slice(column * strip, (column + 1) * strip)
-            ax.plot(time[part], signal[part, lead_index[lead]] + offsets[row], color="black", linewidth=0.7)
-            ax.text(time[part][0] + 0.05, offsets[row] + 0.9, lead, fontsize=9)
-    ax.plot(time, signal[:, lead_index["II"]] + offsets[3], color="black", linewidth=0.7)
-    ax.text(0.05, offsets[3] + 0.9, "II", fontsize=9)
-    ax.set_xticks(np.arange(0, seconds + 1e-9, 0.2), minor=False)
-    ax.set_yticks(np.arange(-1.5, 11.0, 0.5))
-    ax.grid(True, color="#f4a0a0", linewidth=0.6)
-    ax.set_xticklabels([])
-    ax.set_yticklabels([])
-    ax.tick_params(length=0)
-    ax.set_xlim(0, seconds)
-    ax.set_ylim(-1.5, 10.5)
-    ax.set_facecolor("#fff5f5")
-    ax.set_title(title or "12-lead ECG (25 mm/s scale: grid 0.2 s x 0.5 mV)")
     fig.tight_layout()
     return fig
 
