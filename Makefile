@@ -1,11 +1,12 @@
-# Quick start: `make demo` (synthetic study) and `make test`. Each creates .venv when missing.
+# Quick start: `make demo` (synthetic study), `make test` and `make test-fast`. Each creates .venv when missing.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 WHEELS := $(VENV)/wheelhouse
+TEST_WORKERS ?= auto
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-fast bench clean
 
 install: $(STAMP)
 
@@ -24,8 +25,14 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 demo: install
 	$(BIN)/ecgkeras study --demo --publish results/demo-synthetic
 
+# The suite on every core (pytest-xdist, idle workers take tests from busy ones; the trained runs and
+# studies the tests share are built once);
+# test-fast leaves out what trains a model, starts a kernel or installs something (@pytest.mark.slow).
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
+
+test-fast: install
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow"
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py

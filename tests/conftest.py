@@ -1,22 +1,62 @@
-"""Shared fixtures: the real PTB-XL subset beside the project and a small synthetic PTB-XL."""
+"""Shared fixtures: the real PTB-XL subset beside the project, a small synthetic PTB-XL, and the trained
+runs and study that many test files read (each built once per test session, also across pytest-xdist
+workers). A test that changes one of them works on a copy (the `*_copy` fixtures)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pickle
+import shutil
 import subprocess
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
+from helpers import CROP, SMALL_MODEL, STRIDE, TINY, TINY_ARGS, TINY_RUN, write_run
+
+from ecgkeras.quiet import QUIET_ENV
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REAL_PTBXL = Path(os.environ.get("PTBXL_DIR", Path(__file__).resolve().parents[2] / "shared" / "ptbxl"))
 
 
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], Any]) -> Any:
+    """`build(folder)` once per test session; pytest-xdist workers share one result (the first to ask
+    builds it under a file lock in the workers' common temporary folder, the others wait and reuse it)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return build(tmp_path_factory.mktemp(name))
+    root = tmp_path_factory.getbasetemp().parent
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        result = root / f"{name}.pickle"
+        if not result.is_file():
+            shutil.rmtree(root / name, ignore_errors=True)  # what a failed attempt left
+            (root / name).mkdir()
+            result.write_bytes(pickle.dumps(build(root / name)))
+        return pickle.loads(result.read_bytes())
+
+
+def pytest_collection_modifyitems(items):
+    """Slow tests first (in their order), so that the long ones do not start last on one worker."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """The session (fixtures, tests and their kernels) caches signals in its own folder, never in ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ECGKERAS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        yield
+
+
 @pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory, monkeypatch):
-    """Each test session caches signals in its own folder, never in the user's ~/.cache."""
-    monkeypatch.setenv("ECGKERAS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+def undo_quiet_setting(monkeypatch):
+    """main() makes the process quiet through an environment variable its kernels inherit: undone after;
+    and no test reads its data folder from the user's PTBXL_DIR."""
+    monkeypatch.delenv(QUIET_ENV, raising=False)
+    monkeypatch.delenv("PTBXL_DIR", raising=False)
 
 
 @pytest.fixture(scope="session")
@@ -32,8 +72,136 @@ def synthetic_ptbxl(tmp_path_factory) -> Path:
     """A small synthetic PTB-XL (every subclass present), generated once per test session."""
     from ecgkeras.data.synthetic import make_synthetic_ptbxl
 
-    return make_synthetic_ptbxl(tmp_path_factory.mktemp("synthetic") / "ptbxl", n_records=300, seed=7,
-                                progress=False)
+    return built_once(tmp_path_factory, "synthetic", lambda folder: make_synthetic_ptbxl(
+        folder / "ptbxl", n_records=300, seed=7, progress=False))
+
+
+@pytest.fixture(scope="session")
+def synthetic500(synthetic_ptbxl, tmp_path_factory):
+    """The synthetic PTB-XL at 500 Hz (300 records: 72 MB of signals, so a copy of a split shows), read
+    from a signal cache written once."""
+    from ecgkeras.data.ptbxl import load_ptbxl
+
+    def build(cache_dir: Path) -> Path:
+        load_ptbxl(synthetic_ptbxl, 500, cache_dir=cache_dir, progress=False)
+        return cache_dir
+
+    return load_ptbxl(synthetic_ptbxl, 500, cache_dir=built_once(tmp_path_factory, "cache500", build), progress=False)
+
+
+def _trained(tmp_path_factory, name: str, relative: str, **parameters):
+    """A run of `run_experiment` at `name`/`relative`, built once; its record, loaded."""
+    from ecgkeras.runs import RunConfig, load_run, run_experiment
+
+    def build(folder: Path) -> Path:
+        run_experiment(RunConfig.from_parameters(**parameters), folder / relative, progress=False)
+        return folder / relative
+
+    return load_run(built_once(tmp_path_factory, name, build))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(synthetic_ptbxl, tmp_path_factory):
+    """A complete tiny CNN run (one epoch, TINY settings) on the synthetic data, trained on CROP-sample
+    windows and evaluated on windows STRIDE apart, in a study folder (study/cnn/seed-0). Read-only:
+    use `tiny_run_copy` to change it."""
+    return _trained(tmp_path_factory, "tiny-run", "study/cnn/seed-0", data_dir=str(synthetic_ptbxl),
+                    architecture="cnn", crop_length=CROP, window_stride=STRIDE, **TINY_RUN)
+
+
+@pytest.fixture
+def tiny_run_copy(tiny_run, tmp_path) -> Path:
+    """A copy of the tiny run's study folder (tmp_path/study, the run in study/cnn/seed-0), to damage."""
+    shutil.copytree(tiny_run.run_dir.parents[1], tmp_path / "study")
+    return tmp_path / "study"
+
+
+@pytest.fixture(scope="session")
+def learned_run(synthetic_ptbxl, tmp_path_factory):
+    """A small CNN trained 8 epochs on the synthetic data: long enough to learn its classes."""
+    return _trained(tmp_path_factory, "learned-run", "cnn/seed-0", data_dir=str(synthetic_ptbxl), architecture="cnn",
+                    epochs=8, batch_size=16, learning_rate=3e-3, bootstrap_resamples=0, verbose=0, **SMALL_MODEL)
+
+
+@pytest.fixture(scope="session")
+def real_run(real_ptbxl, tmp_path_factory):
+    """One epoch of a small CNN-LSTM on the real PTB-XL subset, with its complete run record."""
+    return _trained(tmp_path_factory, "real-run", "cnn-lstm/seed-0", data_dir=str(real_ptbxl),
+                    architecture="cnn-lstm", epochs=1, batch_size=32, bootstrap_resamples=20, verbose=0,
+                    **SMALL_MODEL)
+
+
+@pytest.fixture(scope="session")
+def two_runs(synthetic_ptbxl, tmp_path_factory):
+    """A tiny CNN that early-stops (patience 1, seed 0) and one stopped by a 2-epoch cap (seed 1)."""
+    common = {"data_dir": str(synthetic_ptbxl), "architecture": "cnn", "batch_size": 32, "learning_rate": 3e-3,
+              "bootstrap_resamples": 0, "verbose": 0, **SMALL_MODEL}
+    stops = _trained(tmp_path_factory, "convergence-0", "cnn/seed-0", **common, seed=0, epochs=30, patience=1)
+    capped = _trained(tmp_path_factory, "convergence-1", "cnn/seed-1", **common, seed=1, epochs=2, patience=5)
+    return stops, capped
+
+
+@pytest.fixture(scope="session")
+def tiny_study_and_result(synthetic_ptbxl, tmp_path_factory):
+    """A two-architecture study (cnn, cnn-gru; TINY settings) on the synthetic data through the notebooks,
+    aggregated, with its report; and what `run_study` returned."""
+    from ecgkeras.report.aggregate import run_study
+
+    def build(folder: Path):
+        out = folder / "demo"
+        return out, run_study(synthetic_ptbxl, out, architectures=["cnn", "cnn-gru"], parameters=TINY)
+
+    return built_once(tmp_path_factory, "tiny-study", build)
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tiny_study_and_result) -> Path:
+    """The tiny study's folder (read-only: use `tiny_study_copy` to change it)."""
+    return tiny_study_and_result[0]
+
+
+@pytest.fixture
+def tiny_study_copy(tiny_study, tmp_path) -> Path:
+    """A copy of the tiny study folder, to rerun or change."""
+    shutil.copytree(tiny_study, tmp_path / "demo")
+    return tmp_path / "demo"
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory) -> Path:
+    """`ecgkeras study --demo` with one tiny architecture (and fewer synthetic records), run in an empty
+    folder (returned; the study is its tiny-demo/). Read-only."""
+    from ecgkeras import cli
+    from ecgkeras.study import demo as demo_study
+
+    def build(cwd: Path) -> Path:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.chdir(cwd)
+            patch.setattr(demo_study, "DEMO_RECORDS", 300)
+            cli.main(["study", "--demo", "--out", "tiny-demo", "--architectures", "cnn", *TINY_ARGS])
+        return cwd
+
+    return built_once(tmp_path_factory, "demo", build)
+
+
+@pytest.fixture(scope="session")
+def fake_study(tmp_path_factory) -> Path:
+    """Two complete fake runs (no training) and their summary, written by `write_summary`. Read-only."""
+    from ecgkeras.report.summary import write_summary
+
+    root = tmp_path_factory.mktemp("fake")
+    (root / "data").mkdir()
+    for arch in ("cnn", "cnn-lstm"):
+        write_run(root / "study" / arch / "seed-0", arch, 0, root / "data")
+    write_summary(root / "study", bootstrap_resamples=10)
+    return root / "study"
+
+
+@pytest.fixture
+def fake_study_copy(fake_study, tmp_path) -> Path:
+    """A copy of the fake study, to change."""
+    shutil.copytree(fake_study, tmp_path / "study")
+    return tmp_path / "study"
 
 
 @pytest.fixture

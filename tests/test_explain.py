@@ -1,30 +1,26 @@
-"""`ecgkeras explain`: a real record's 12 leads with attributions; the default method is faithful."""
+"""ecgkeras.explain: `ecgkeras explain`: a real record's 12 leads with attributions; the default method is faithful."""
+
+from __future__ import annotations
 
 import nbformat
 import numpy as np
 import pytest
 import wfdb
 from PIL import Image
+from helpers import run_cli_one_line
 
 from ecgkeras import EcgkerasError
 from ecgkeras.cli import main
 from ecgkeras.data.ptbxl import LEADS
 from ecgkeras.explain import Classifier, attribute, explain_ecg, faithfulness, plot_explanation, save_explanation
-from ecgkeras.runs import RunConfig, load_run, ecg_input, run_experiment
+from ecgkeras.runs import ecg_input, load_run
 from ecgkeras.study.notebooks import to_ipynb
 
-SMALL_MODEL = {"filters": [16, 16, 32, 32], "rnn_units": 16, "head_units": 32}
+
 INFERIOR_MI = "records100/00000/00210_lr"  # fold 10 (test) of the subset, labelled IMI
 
 
-@pytest.fixture(scope="module")
-def real_run(real_ptbxl, tmp_path_factory):
-    """One epoch of a small CNN on the real PTB-XL subset."""
-    config = RunConfig.from_parameters(data_dir=str(real_ptbxl), architecture="cnn", epochs=1, batch_size=32,
-                                       bootstrap_resamples=0, verbose=0, **SMALL_MODEL)
-    return run_experiment(config, tmp_path_factory.mktemp("real") / "cnn" / "seed-0", progress=False)
-
-
+@pytest.mark.slow
 def test_explain_draws_the_12_leads_of_a_real_record_as_png_and_pdf(real_run, real_ptbxl, tmp_path, capsys):
     record = real_ptbxl / INFERIOR_MI
     main(["explain", "--run", str(real_run.run_dir), str(record), "--classes", "IMI", "NORM",
@@ -45,6 +41,7 @@ def test_explain_draws_the_12_leads_of_a_real_record_as_png_and_pdf(real_run, re
     assert "IMI p=" in fig._suptitle.get_text() and "threshold" in fig._suptitle.get_text()
 
 
+@pytest.mark.slow
 def test_without_classes_the_predicted_ones_are_explained(real_run, real_ptbxl, tmp_path):
     explanation = explain_ecg(real_run.run_dir, real_ptbxl / INFERIOR_MI)
     table = explanation.table
@@ -54,6 +51,7 @@ def test_without_classes_the_predicted_ones_are_explained(real_run, real_ptbxl, 
     assert [p.name for p in paths] == ["out.png", "out.pdf"]
 
 
+@pytest.mark.slow
 def test_integrated_gradients_add_up_to_the_probability_change(real_run, real_ptbxl):
     # completeness: the attributions sum to p(record) - p(baseline), so they are the real gradients' integral
     run = load_run(real_run.run_dir)
@@ -65,6 +63,7 @@ def test_integrated_gradients_add_up_to_the_probability_change(real_run, real_pt
     assert attribution.sum() == pytest.approx(probabilities[0] - probabilities[1], abs=0.02)
 
 
+@pytest.mark.slow
 def test_bad_inputs_get_one_line_errors(real_run, real_ptbxl, tmp_path, capsys):
     with pytest.raises(EcgkerasError, match="500 Hz"):
         explain_ecg(real_run.run_dir, real_ptbxl / "records500" / "00000" / "00210_hr")
@@ -86,10 +85,9 @@ def test_bad_inputs_get_one_line_errors(real_run, real_ptbxl, tmp_path, capsys):
     assert "incomplete" in error and len(error.strip().splitlines()) == 1
 
 
-def test_the_default_method_beats_random_deletion_on_the_demo_data(synthetic_ptbxl, tmp_path):
-    config = RunConfig.from_parameters(data_dir=str(synthetic_ptbxl), architecture="cnn", epochs=8, batch_size=16,
-                                       learning_rate=3e-3, bootstrap_resamples=0, verbose=0, **SMALL_MODEL)
-    run = run_experiment(config, tmp_path / "run", progress=False)
+@pytest.mark.slow
+def test_the_default_method_beats_random_deletion_on_the_demo_data(synthetic_ptbxl, learned_run):
+    run = learned_run
     from ecgkeras.data.ptbxl import load_ptbxl
 
     test = load_ptbxl(synthetic_ptbxl, progress=False).test
@@ -100,6 +98,7 @@ def test_the_default_method_beats_random_deletion_on_the_demo_data(synthetic_ptb
     assert table["beats_random"].mean() >= 0.8
 
 
+@pytest.mark.slow
 def test_explain_notebook_walks_through_real_records(real_run, real_ptbxl, tmp_path):
     import papermill
 
@@ -114,3 +113,34 @@ def test_explain_notebook_walks_through_real_records(real_run, real_ptbxl, tmp_p
     executed = nbformat.read(output, as_version=4)
     images = [o for c in executed.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) == 2
+
+
+@pytest.mark.slow
+def test_explain_says_which_predicted_classes_it_left_out(tiny_run, synthetic_ptbxl, tmp_path, capsys, monkeypatch):
+    import ecgkeras.explain as explain
+    from ecgkeras.runs import predict_ecg
+
+    def everything_predicted(run_dir, record):
+        return predict_ecg(run_dir, record).assign(predicted=True)
+
+    monkeypatch.setattr(explain, "predict_ecg", everything_predicted)
+    record = synthetic_ptbxl / "records100" / "00000" / "00001_lr"
+    main(["explain", "--run", str(tiny_run.run_dir), str(record), "--out", str(tmp_path / "fig"),
+          "--method", "gradient_x_input"])
+    out = capsys.readouterr().out
+    drawn = out.splitlines()[0].split("attribution of ")[1].split(" (")[0].split(", ")
+    left = out.splitlines()[1].split("not drawn: ")[1].split(";")[0].split(", ")
+    assert len(drawn) == explain.MAX_AUTO_CLASSES and sorted(drawn + left) == sorted(tiny_run.classes)
+    assert f"--classes {' '.join(left)}" in out
+    explanation = explain.explain_ecg(tiny_run.run_dir, record, method="gradient_x_input")
+    fig = explain.plot_explanation(explanation)
+    assert "not drawn: " + ", ".join(left) in fig._suptitle.get_text()
+
+
+@pytest.mark.slow
+def test_explain_refuses_more_classes_than_one_figure_draws(tiny_run, synthetic_ptbxl, tmp_path, capsys):
+    record = synthetic_ptbxl / "records100" / "00000" / "00001_lr"
+    code, err = run_cli_one_line(["explain", "--run", tiny_run.run_dir, record, "--out", tmp_path / "fig",
+                            "--classes", *tiny_run.classes[:13]], capsys)
+    assert code == 2 and "13 classes" in err and "at most" in err
+    assert list(tmp_path.iterdir()) == []

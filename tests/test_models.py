@@ -1,4 +1,6 @@
-"""Every registered architecture builds, has the right temporal module and trains one epoch."""
+"""ecgkeras.models: every registered architecture builds, has the right temporal module and trains one epoch."""
+
+from __future__ import annotations
 
 import keras
 import numpy as np
@@ -25,6 +27,7 @@ def test_the_papers_seven_architectures_are_registered():
     assert ARCHITECTURES["cnn-bilstm-x2"].display_name == "CNN-BiLSTM x2"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
 def test_architecture_builds_and_trains_one_epoch(name, tiny, tmp_path):
     train, val = tiny
@@ -75,3 +78,13 @@ def test_bad_model_arguments_give_one_line_errors(kwargs, match):
     with pytest.raises(EcgkerasError, match=match) as error:
         build_model(args.pop("name"), args.pop("input_shape"), args.pop("n_classes"), **args)
     assert "\n" not in str(error.value)
+
+
+def test_recurrent_readout_pools_the_last_sequence_or_takes_the_final_state():
+    last = build_model("cnn-lstm-x2", (1000, 12), 5, rnn_units=8)
+    pooled = build_model("cnn-lstm-x2", (1000, 12), 5, rnn_units=8, rnn_readout="pool")
+    assert "pooled" in {layer.name for layer in pooled.layers} and "pooled" not in {layer.name for layer in last.layers}
+    assert pooled.get_layer("lstm2").output.shape == (None, 62, 8) and last.get_layer("lstm2").output.shape == (None, 8)
+    assert pooled.output.shape == last.output.shape == (None, 5)
+    with pytest.raises(EcgkerasError, match="rnn_readout"):
+        build_model("cnn-gru", (1000, 12), 5, rnn_readout="mean")

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import TINY_ARGS
+
 from ecgkeras import __version__
 
 pytestmark = pytest.mark.slow
@@ -31,8 +33,6 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 WHEELHOUSE = Path(os.environ.get("ECGKERAS_WHEELHOUSE", Path(sys.prefix) / "wheelhouse"))
 START_UP_NOISE = ("absl::InitializeLog", "oneDNN", "cuda", "without encryption")
-TINY = ["--epochs", "1", "-p", "batch_size", "32", "-p", "bootstrap_resamples", "10",
-        "-p", "filters", "[8, 8, 16, 16]", "-p", "head_units", "16"]
 
 
 def _run(*args, **kwargs) -> subprocess.CompletedProcess:
@@ -120,7 +120,7 @@ def test_from_an_empty_folder_synth_study_and_predict_succeed_quietly(environmen
         return done.stdout
 
     assert "23 classes" in ecgkeras("synth", "--out", "data", "--records", "60")
-    out = ecgkeras("study", "--data-dir", "data", "--out", "study", "--architectures", "cnn", *TINY)
+    out = ecgkeras("study", "--data-dir", "data", "--out", "study", "--architectures", "cnn", *TINY_ARGS)
     assert "1 run(s) completed" in out and (tmp_path / "study" / "summary" / "results_tuned.md").is_file()
     record = next((tmp_path / "data").glob("records100/*/*.hea")).with_suffix("")
     assert "probability" in ecgkeras("predict", "--run", "study/cnn/seed-0", record)

@@ -18,8 +18,13 @@ import pytest
 from ecgkeras.data.download import MARKER, download_ptbxl, verify_checksums
 from ecgkeras.errors import EcgkerasError
 
+
 TOP = "ptb-xl-a-large-publicly-available-electrocardiography-dataset-1.0.3"
+
+
 ZIP_NAME = f"{TOP}.zip"
+
+
 DAT = "records100/00000/00001_lr.dat"
 
 

@@ -1,5 +1,9 @@
-"""`ecgkeras report`: a study's static HTML site; every link resolves and a real browser renders it."""
+"""ecgkeras.report.site: `ecgkeras report`: a study's static HTML site; every link resolves and a real browser renders it.
+It replaces only a report folder it made, whole."""
 
+from __future__ import annotations
+
+import json
 import os
 import shutil
 import subprocess
@@ -9,24 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from helpers import listing, mark, run_cli_one_line
 
 from ecgkeras import EcgkerasError
 from ecgkeras.cli import main
-from ecgkeras.report.aggregate import run_study
+from ecgkeras.files import FOLDER_MARKER
 from ecgkeras.report.site import markdown_to_html, write_site
+from ecgkeras.study.layout import REPORT_KIND, SUMMARY_KIND
 
-TINY = {"epochs": 1, "batch_size": 32, "bootstrap_resamples": 10, "filters": [8, 8, 16, 16],
-        "rnn_units": 8, "head_units": 16}
+
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync")
-
-
-@pytest.fixture(scope="module")
-def study(synthetic_ptbxl, tmp_path_factory):
-    """A two-architecture study on the synthetic data; `ecgkeras study` writes its report."""
-    out = tmp_path_factory.mktemp("study") / "demo"
-    run_study(synthetic_ptbxl, out, architectures=["cnn", "cnn-gru"], parameters=TINY)
-    return out
 
 
 @pytest.fixture(scope="session")
@@ -56,8 +53,9 @@ def _links(page: Path) -> list[str]:
     return parser.links
 
 
-def test_every_link_and_image_of_the_report_resolves(study):
-    site = study / "report"
+@pytest.mark.slow
+def test_every_link_and_image_of_the_report_resolves(tiny_study):
+    site = tiny_study / "report"
     index = site / "index.html"
     assert index.is_file()
     pages = sorted(site.rglob("*.html"))
@@ -86,8 +84,9 @@ def test_every_link_and_image_of_the_report_resolves(study):
         assert expected in run_page
 
 
-def test_the_index_renders_in_headless_chromium(study, chromium, tmp_path):
-    index = (study / "report" / "index.html").resolve()
+@pytest.mark.slow
+def test_the_index_renders_in_headless_chromium(tiny_study, chromium, tmp_path):
+    index = (tiny_study / "report" / "index.html").resolve()
     common = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
     screenshot = tmp_path / "index.png"
     subprocess.run([*common, f"--screenshot={screenshot}", "--window-size=1280,2400", index.as_uri()],
@@ -102,8 +101,9 @@ def test_the_index_renders_in_headless_chromium(study, chromium, tmp_path):
     assert (pixels < 128).mean() > 0.01  # a real amount of dark ink (an error page is mostly white)
 
 
-def test_report_cli_and_its_errors(study, tmp_path, capsys):
-    main(["report", str(study), "--out", str(tmp_path / "site")])
+@pytest.mark.slow
+def test_report_cli_and_its_errors(tiny_study, tmp_path, capsys):
+    main(["report", str(tiny_study), "--out", str(tmp_path / "site")])
     assert "index.html" in capsys.readouterr().out and (tmp_path / "site" / "index.html").is_file()
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -112,7 +112,7 @@ def test_report_cli_and_its_errors(study, tmp_path, capsys):
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip()
     assert "no complete run" in error and len(error.splitlines()) == 1
-    shutil.copytree(study / "cnn", tmp_path / "unaggregated" / "cnn")
+    shutil.copytree(tiny_study / "cnn", tmp_path / "unaggregated" / "cnn")
     with pytest.raises(EcgkerasError, match="aggregate"):
         write_site(tmp_path / "unaggregated")
 
@@ -121,3 +121,41 @@ def test_markdown_is_escaped_before_it_becomes_html():
     html = markdown_to_html("# Title\n\n| a | b |\n|:--|--:|\n| <script>alert(1)</script> | **0.9** |\n\n> note")
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert "<td class=num><strong>0.9</strong></td>" in html and "<blockquote>note</blockquote>" in html
+
+
+@pytest.mark.parametrize("where", ["the study", "its summary", "a user's folder", "a file", "another summary",
+                                   "a link to a user's folder"])
+def test_report_never_replaces_what_it_did_not_make(fake_study_copy, tmp_path, capsys, where):
+    mine = tmp_path / "mydocs"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    (tmp_path / "notes.txt").write_text("notes")
+    other = mark(tmp_path / "other" / "summary", SUMMARY_KIND)
+    (tmp_path / "link").symlink_to(mine)
+    out = {"the study": fake_study_copy, "its summary": fake_study_copy / "summary", "a user's folder": mine,
+           "a file": tmp_path / "notes.txt", "another summary": other, "a link to a user's folder": tmp_path / "link"}
+    before = listing(tmp_path)
+    code, err = run_cli_one_line(["report", fake_study_copy, "--out", out[where]], capsys)
+    assert code == 2 and "--out" in err and listing(tmp_path) == before
+
+
+def test_report_replaces_its_own_report_and_keeps_a_users_notes_in_it(fake_study_copy, capsys):
+    main(["report", str(fake_study_copy)])
+    report = fake_study_copy / "report"
+    (report / "my-notes.txt").write_text("mine")
+    (report / "index.html").write_text("stale")
+    main(["report", str(fake_study_copy)])
+    assert "Study report" in (report / "index.html").read_text() and (report / "my-notes.txt").read_text() == "mine"
+    assert json.loads((report / FOLDER_MARKER).read_text())["kind"] == REPORT_KIND
+    assert sorted(p.name for p in fake_study_copy.iterdir()) == ["cnn", "cnn-lstm", "report", "summary"]
+
+
+def test_report_without_a_study_file_works_and_an_empty_history_is_one_line(fake_study_copy, capsys):
+    assert not (fake_study_copy / "study.json").exists()  # fake studies have none: the report needs only the runs
+    assert write_site(fake_study_copy).is_file()
+    before = listing(fake_study_copy)
+    (fake_study_copy / "cnn" / "seed-0" / "history.csv").write_text("")
+    code, err = run_cli_one_line(["report", fake_study_copy], capsys)
+    assert code == 2 and "history.csv" in err and "rerun this run" in err
+    (fake_study_copy / "cnn" / "seed-0" / "history.csv").write_text(before["cnn/seed-0/history.csv"].decode())
+    assert listing(fake_study_copy) == before

@@ -1,46 +1,69 @@
-"""Bounded memory: signals stay memory-mapped and batches are read, standardized and cropped on the fly.
-
-The references are the in-memory pipeline the package used before: the whole split standardized at once
-and fed through `tf.data.Dataset.from_tensor_slices`, and `model.predict` on the stacked windows.
-Peak memory is measured with tracemalloc, which sees NumPy's allocations (a copy of a split would show).
-"""
+"""ecgkeras.training: convergence, the recipe's knobs, and bounded memory: batches are read,
+standardized and cropped on the fly (the references are the in-memory pipeline the package used
+before); peak memory is measured with tracemalloc, which sees NumPy's allocations."""
 
 from __future__ import annotations
 
-import tracemalloc
+import json
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import wfdb
+from helpers import CROP, STRIDE, peak_numpy_bytes
 
+from ecgkeras import EcgkerasError
 from ecgkeras.data.ptbxl import Signals, Standardizer, load_ptbxl
-from ecgkeras.runs import RunConfig, predict_ecg, run_experiment
-from ecgkeras.training import TrainingConfig, make_dataset, predict_probabilities, train_model
+from ecgkeras.models import build_model
+from ecgkeras.runs import predict_ecg
+from ecgkeras.training import (TrainingConfig, compile_model, convergence, make_dataset, predict_probabilities,
+                               train_model, warmup_schedule)
 
-SMALL_MODEL = {"filters": [8, 8, 16, 16], "rnn_units": 8, "head_units": 16}
+
+@pytest.mark.slow
+def test_a_run_that_stops_early_has_converged(two_runs):
+    status = json.loads((two_runs[0].run_dir / "metrics.json").read_text())["convergence"]
+    assert status["stopped_by"] == "early_stopping" and status["converged"]
+    assert status["epochs_run"] < 30 and status["epochs_since_best"] == 1  # stopped one epoch after the best
+    assert status["best_epoch"] == status["epochs_run"] - 1
+    assert not {"best_epoch", "epochs_run"} & set(two_runs[0].timings)  # stored once, under convergence
+
+
+@pytest.mark.slow
+def test_a_run_at_the_epoch_cap_has_not_converged(two_runs):
+    status = two_runs[1].convergence
+    assert status["stopped_by"] == "epoch_cap" and not status["converged"]
+    assert status["epochs_run"] == status["epoch_cap"] == 2
+    assert status == convergence(two_runs[1].history, two_runs[1].config.training)  # recomputable from the files
+
+
+def test_convergence_by_hand():
+    import pandas as pd
+
+    config = TrainingConfig(epochs=6, patience=2)
+    history = pd.DataFrame({"loss": [1.0] * 6, "val_auprc": [0.1, 0.3, 0.3, 0.4, 0.5, 0.5]})
+    assert convergence(history, config) == {  # best epoch 5 (first of the tie), 1 epoch before the cap
+        "stopped_by": "epoch_cap", "converged": False, "epochs_run": 6, "epoch_cap": 6, "best_epoch": 5,
+        "epochs_since_best": 1, "patience": 2}
+    stopped = convergence(history.iloc[:4].assign(val_auprc=[0.1, 0.5, 0.4, 0.5]), config)
+    assert stopped["stopped_by"] == "early_stopping" and stopped["best_epoch"] == 2  # a tie is no improvement
+    assert convergence(history.assign(loss=[1.0, float("nan"), 1, 1, 1, 1]), config)["stopped_by"] == "nan"
+
+
+def test_clipping_and_warm_up_are_configured():
+    model = compile_model(build_model("cnn", (256, 12), 3, filters=[8, 8], kernel_sizes=[3, 3]),
+                          TrainingConfig(global_clipnorm=1.0), keras.ops.zeros((4, 3)).numpy())
+    assert model.optimizer.global_clipnorm == 1.0
+    schedule = warmup_schedule(TrainingConfig(learning_rate=1e-3, warmup_epochs=3))
+    assert [schedule(epoch, 5e-4) for epoch in range(5)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 5e-4])
+    for bad in ({"global_clipnorm": 0}, {"warmup_epochs": -1}):
+        with pytest.raises(EcgkerasError, match=next(iter(bad))):
+            TrainingConfig(**bad)
 
 
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("cache")
-
-
-@pytest.fixture(scope="module")
-def synthetic500(synthetic_ptbxl, cache_dir):
-    """The synthetic PTB-XL at 500 Hz (300 records: 72 MB of signals, so a copy of a split shows)."""
-    return load_ptbxl(synthetic_ptbxl, 500, cache_dir=cache_dir, progress=False)
-
-
-def peak_numpy_bytes(function) -> int:
-    """Peak bytes NumPy (and Python) allocated while `function` ran, in any thread."""
-    tracemalloc.start()
-    try:
-        function()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 def old_standardized(part, standardizer) -> np.ndarray:
@@ -50,37 +73,6 @@ def old_standardized(part, standardizer) -> np.ndarray:
 
 def epoch(dataset) -> list[tuple[np.ndarray, ...]]:
     return [tuple(np.asarray(t) for t in batch) for batch in dataset]
-
-
-# --------------------------------------------------------------------------- memory map, no copies
-
-def test_signals_are_a_read_only_memory_map_with_index_views(synthetic500, synthetic_ptbxl):
-    ds = synthetic500
-    assert isinstance(ds.signals, np.memmap) and not ds.signals.flags.writeable
-    assert ds.signals.shape == (300, 5000, 12) and ds.signals.dtype == np.float32
-    assert isinstance(ds.X, Signals) and ds.X.source is ds.signals
-    np.testing.assert_array_equal(ds.X.rows, ds.rows)
-    assert len(ds.rows) == len(ds.ecg_ids) == ds.X.shape[0] == 300 - ds.n_dropped
-    for name in ("train", "val", "test"):
-        part = ds.part(name)
-        assert isinstance(part.X, Signals) and part.X.source is ds.signals  # a view, not a copy
-        assert isinstance(part.load().X, np.ndarray) and not isinstance(part.load().X, np.memmap)
-        np.testing.assert_array_equal(part.load().X, ds.signals[part.X.rows])
-    # indexing reads exactly the records asked for, equal to wfdb's reading of them
-    i = len(ds.ecg_ids) // 2
-    signal, _ = wfdb.rdsamp(str(synthetic_ptbxl / ds.meta["filename_hr"].iloc[i]))
-    np.testing.assert_allclose(ds.X[i], signal, atol=1e-5)
-    np.testing.assert_array_equal(ds.X[[i, 0], 100:200, 3], np.asarray(ds.X)[[i, 0], 100:200, 3])
-    np.testing.assert_array_equal(ds.X[2:5], ds.signals[ds.rows[2:5]])
-
-
-def test_first_load_streams_into_the_cache(synthetic_ptbxl, tmp_path):
-    def first_load():
-        load_ptbxl(synthetic_ptbxl, 500, cache_dir=tmp_path / "cache", progress=False)
-
-    peak = peak_numpy_bytes(first_load)
-    size = 300 * 5000 * 12 * 4
-    assert peak < size / 8, f"first load peaked at {peak / 1e6:.1f} MB for {size / 1e6:.0f} MB of signals"
 
 
 def test_fitting_and_an_epoch_never_materialise_the_split(synthetic500):
@@ -101,6 +93,7 @@ def test_fitting_and_an_epoch_never_materialise_the_split(synthetic500):
     assert peak < train.X.nbytes / 2, f"peaked at {peak / 1e6:.1f} MB for a {train.X.nbytes / 1e6:.0f} MB split"
 
 
+@pytest.mark.slow
 def test_train_model_feeds_the_pipeline_views_of_the_memory_map(synthetic500, tmp_path, monkeypatch):
     from ecgkeras import training
 
@@ -122,8 +115,6 @@ def test_train_model_feeds_the_pipeline_views_of_the_memory_map(synthetic500, tm
     assert len(received) == 2
     assert all(isinstance(X, Signals) and X.source is synthetic500.signals for X in received)
 
-
-# --------------------------------------------------------------------------- batches
 
 def test_shuffled_batches_are_the_old_pipelines_batches(synthetic500):
     """The same seeded permutation each epoch as shuffling the records themselves, standardized the same."""
@@ -190,16 +181,6 @@ def test_random_crops_are_windows_of_the_record_and_seeded(synthetic500):
     assert len(set(starts)) > len(starts) // 2  # crops start at many places
 
 
-# --------------------------------------------------------------------------- predictions
-
-@pytest.fixture(scope="module")
-def saved_run(synthetic_ptbxl, cache_dir, tmp_path_factory):
-    config = RunConfig.from_parameters(data_dir=str(synthetic_ptbxl), architecture="cnn-lstm", epochs=1,
-                                       batch_size=32, crop_length=400, window_stride=300,
-                                       bootstrap_resamples=0, cache_dir=str(cache_dir), **SMALL_MODEL)
-    return run_experiment(config, tmp_path_factory.mktemp("run") / "cnn-lstm", progress=False)
-
-
 def old_predict(model, Z, crop_length, stride):
     """The package's prediction before streaming: every window of every record stacked in one array."""
     starts = list(range(0, Z.shape[1] - crop_length + 1, stride))
@@ -210,15 +191,16 @@ def old_predict(model, Z, crop_length, stride):
     return probs.reshape(len(Z), len(starts), -1).mean(axis=1)
 
 
-def test_predict_gives_the_same_probabilities_as_before_on_a_saved_run(saved_run, synthetic_ptbxl, cache_dir,
+@pytest.mark.slow
+def test_predict_gives_the_same_probabilities_as_before_on_a_saved_run(tiny_run, synthetic_ptbxl, cache_dir,
                                                                        tmp_path):
     data = load_ptbxl(synthetic_ptbxl, cache_dir=cache_dir, progress=False)
-    model = keras.models.load_model(saved_run.run_dir / "model.keras", compile=False)
-    standardizer = saved_run.standardizer
-    np.testing.assert_array_equal(saved_run.predictions["test_ecg_ids"], data.test.ecg_ids)
-    before = old_predict(model, old_standardized(data.test, standardizer), 400, 300)
-    np.testing.assert_allclose(saved_run.predictions["test_prob"], before, rtol=1e-5, atol=1e-6)
-    streamed = predict_probabilities(model, data.test.X, crop_length=400, window_stride=300,
+    model = keras.models.load_model(tiny_run.run_dir / "model.keras", compile=False)
+    standardizer = tiny_run.standardizer
+    np.testing.assert_array_equal(tiny_run.predictions["test_ecg_ids"], data.test.ecg_ids)
+    before = old_predict(model, old_standardized(data.test, standardizer), CROP, STRIDE)
+    np.testing.assert_allclose(tiny_run.predictions["test_prob"], before, rtol=1e-5, atol=1e-6)
+    streamed = predict_probabilities(model, data.test.X, crop_length=CROP, window_stride=STRIDE,
                                      standardizer=standardizer)
     np.testing.assert_allclose(streamed, before, rtol=1e-5, atol=1e-6)
     # one record file, by a name with a dot (its suffix is part of the name)
@@ -228,5 +210,5 @@ def test_predict_gives_the_same_probabilities_as_before_on_a_saved_run(saved_run
     (tmp_path / "patient.1.hea").write_text((stem.parent / f"{stem.name}.hea").read_text())
     (tmp_path / f"{stem.name}.dat").write_bytes((stem.parent / f"{stem.name}.dat").read_bytes())
     for name in (dotted, f"{dotted}.hea"):
-        table = predict_ecg(saved_run.run_dir, name).set_index("class")
-        np.testing.assert_allclose(table.loc[saved_run.classes, "probability"], before[i], rtol=1e-5, atol=1e-6)
+        table = predict_ecg(tiny_run.run_dir, name).set_index("class")
+        np.testing.assert_allclose(table.loc[tiny_run.classes, "probability"], before[i], rtol=1e-5, atol=1e-6)

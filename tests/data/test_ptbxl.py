@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -23,19 +24,25 @@ import numpy as np
 import pandas as pd
 import pytest
 import wfdb
+from helpers import one_line_error, peak_numpy_bytes
 
 from ecgkeras.data import ptbxl as data
-from ecgkeras.data.ptbxl import Standardizer, load_ptbxl, read_ecg
+from ecgkeras.data.ptbxl import Signals, Standardizer, load_ptbxl, read_ecg
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.files import atomic_write, atomic_write_text
 
+
 PTBXL_LEADS = ["I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+
+
 SUBSET_FOLD_COUNTS = [58, 51, 34, 42, 47, 33, 44, 44, 81, 66]  # SOURCE.md of the subset
+
+
 SUBSET_SUPERCLASS_COUNTS = {"NORM": 297, "STTC": 96, "CD": 78, "MI": 73, "HYP": 40}
+
+
 SMALL_IDS = list(range(1, 21))  # ecg_id 1..20 for the small copies
 
-
-# --------------------------------------------------------------------------- helpers
 
 def expected_labels(data_dir: Path, level: str = "subclass") -> tuple[list[str], pd.Series, pd.DataFrame]:
     """Direct reading of the CSVs: the class list, each record's class set and the database."""
@@ -68,14 +75,6 @@ def record_path(folder: Path, ecg_id: int, rate: int = 100) -> Path:
     return folder / f"records{rate}" / "00000" / f"{ecg_id:05d}_{'lr' if rate == 100 else 'hr'}"
 
 
-def one_line_error(excinfo, *needles: str) -> str:
-    message = str(excinfo.value)
-    assert "\n" not in message, message
-    for needle in needles:
-        assert needle in message, f"{needle!r} not in {message!r}"
-    return message
-
-
 def cache_files(cache_dir: Path) -> list[Path]:
     return sorted(p for p in cache_dir.rglob("*") if p.is_file()) if cache_dir.exists() else []
 
@@ -84,8 +83,6 @@ def load_quiet(*args, **kwargs):
     kwargs.setdefault("progress", False)
     return load_ptbxl(*args, **kwargs)
 
-
-# --------------------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
 def module_cache(tmp_path_factory) -> Path:
@@ -103,8 +100,6 @@ def small(real_ptbxl, tmp_path_factory) -> Path:
     """Read-only small copy (20 records, both rates)."""
     return copy_subset(real_ptbxl, tmp_path_factory.mktemp("small") / "ptbxl", rates=(100, 500))
 
-
-# --------------------------------------------------------------------------- real subset, 100 Hz
 
 def test_subset_is_what_source_md_says(real_ptbxl):
     classes, per_record, database = expected_labels(real_ptbxl, "superclass")
@@ -182,8 +177,6 @@ def test_overlapping_folds_raise(real_ptbxl, folds):
     one_line_error(excinfo, "overlap")
 
 
-# --------------------------------------------------------------------------- 500 Hz
-
 def test_500hz_values_equal_wfdb(small):
     ds = load_quiet(small, 500, use_cache=False)
     _, per_record, _ = expected_labels(small)
@@ -196,8 +189,6 @@ def test_500hz_values_equal_wfdb(small):
         np.testing.assert_allclose(ds.X[i], signal, rtol=1e-6, atol=1e-6)
     assert list(data.LEADS) == PTBXL_LEADS
 
-
-# --------------------------------------------------------------------------- label levels
 
 def test_superclass_level(real_ptbxl, module_cache):
     ds = load_quiet(real_ptbxl, label_level="superclass", cache_dir=module_cache)
@@ -241,8 +232,6 @@ def test_unknown_label_level(real_ptbxl):
         data.code_to_class(data.read_statements(real_ptbxl), "nope")
     one_line_error(excinfo, "label_level")
 
-
-# --------------------------------------------------------------------------- cache
 
 def test_cache_second_load_bit_identical(real_ptbxl, real100, module_cache, monkeypatch):
     uncached = load_quiet(real_ptbxl, use_cache=False)
@@ -506,8 +495,6 @@ def test_default_first_load_reads_serially_in_order(small, tmp_path, monkeypatch
     assert seen == [(True, Path(name).name) for name in database["filename_lr"]]
 
 
-# --------------------------------------------------------------------------- bad input
-
 def test_missing_data_folder(tmp_path):
     with pytest.raises(EcgkerasError) as excinfo:
         load_quiet(tmp_path / "no-such-ptbxl")
@@ -638,8 +625,6 @@ def test_record_name_with_a_dot_keeps_its_suffix(real_ptbxl, tmp_path):
     one_line_error(excinfo, "00003_lr.2.hea", "missing")
 
 
-# --------------------------------------------------------------------------- standardization
-
 def test_standardizer_fitted_on_train_only(real_ptbxl, real100):
     _, _, database = expected_labels(real_ptbxl)
     train_mask = database.loc[real100.ecg_ids, "strat_fold"].between(1, 8).to_numpy()
@@ -670,3 +655,151 @@ def test_standardizer_lead_count_mismatch(real100):
     with pytest.raises(EcgkerasError) as excinfo:
         standardizer.transform(real100.val.X[..., :11])
     one_line_error(excinfo, "11", "12")
+
+
+def copy_ptbxl(src: Path, dst: Path, ids=(1, 2, 3, 4, 5)) -> Path:
+    """A PTB-XL folder holding only `ids` at 100 Hz (rows filtered, record files copied)."""
+    dst.mkdir(parents=True)
+    shutil.copyfile(src / data.STATEMENTS_CSV, dst / data.STATEMENTS_CSV)
+    database = pd.read_csv(src / data.DATABASE_CSV, index_col="ecg_id").loc[list(ids)]
+    database.to_csv(dst / data.DATABASE_CSV)
+    for stem in database["filename_lr"]:
+        (dst / stem).parent.mkdir(parents=True, exist_ok=True)
+        for suffix in (".hea", ".dat"):
+            shutil.copyfile(src / f"{stem}{suffix}", dst / f"{stem}{suffix}")
+    return dst
+
+
+def _cut_inside_a_quoted_field(text: str) -> str:
+    return text[:text.rindex("'NORM'")]
+
+
+def _cut_after_scp_codes(text: str) -> str:
+    last = text.rstrip("\n").rsplit("\n", 1)[1]
+    return text[:text.rindex(last) + last.index("}\",") + 3] + "\n"
+
+
+@pytest.mark.parametrize("cut", [_cut_inside_a_quoted_field, _cut_after_scp_codes])
+def test_a_truncated_database_csv_is_one_line_error_naming_file_and_row(real_ptbxl, tmp_path, cut):
+    folder = copy_ptbxl(real_ptbxl, tmp_path / "ptbxl")
+    csv = folder / data.DATABASE_CSV
+    csv.write_text(cut(csv.read_text()))
+    with pytest.raises(EcgkerasError) as excinfo:
+        load_ptbxl(folder, cache_dir=tmp_path / "cache", progress=False)
+    message = one_line_error(excinfo, str(csv), "truncated", "ecgkeras download")
+    assert "row" in message
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("column, value, needle", [
+    ("strat_fold", "x", "ecg_id 3"),
+    ("strat_fold", "", "strat_fold empty"),
+    ("filename_lr", "", "filename_lr empty"),
+])
+def test_a_malformed_database_row_is_named(real_ptbxl, tmp_path, column, value, needle):
+    folder = copy_ptbxl(real_ptbxl, tmp_path / "ptbxl")
+    database = pd.read_csv(folder / data.DATABASE_CSV, index_col="ecg_id").astype({column: object})
+    database.loc[3, column] = value
+    database.to_csv(folder / data.DATABASE_CSV)
+    with pytest.raises(EcgkerasError) as excinfo:
+        data.read_database(folder)
+    one_line_error(excinfo, data.DATABASE_CSV, "ecg_id 3", needle)
+
+
+def test_a_duplicated_ecg_id_is_refused(real_ptbxl, tmp_path):
+    folder = copy_ptbxl(real_ptbxl, tmp_path / "ptbxl")
+    database = pd.read_csv(folder / data.DATABASE_CSV)
+    database.loc[4, "ecg_id"] = 2
+    database.to_csv(folder / data.DATABASE_CSV, index=False)
+    with pytest.raises(EcgkerasError) as excinfo:
+        data.read_database(folder)
+    one_line_error(excinfo, data.DATABASE_CSV, "ecg_id 2", "more than once")
+
+
+@pytest.mark.parametrize("name", [data.DATABASE_CSV, data.STATEMENTS_CSV])
+def test_a_csv_that_is_not_text_is_one_line_error(real_ptbxl, tmp_path, name):
+    folder = copy_ptbxl(real_ptbxl, tmp_path / "ptbxl")
+    (folder / name).write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(EcgkerasError) as excinfo:
+        load_ptbxl(folder, cache_dir=tmp_path / "cache", progress=False)
+    one_line_error(excinfo, name)
+
+
+@pytest.mark.parametrize("outside", ["../../outside/00005_lr", "/{tmp}/outside/00005_lr", "records100/../../x"])
+def test_a_record_path_outside_the_data_folder_is_refused(real_ptbxl, tmp_path, outside):
+    folder = copy_ptbxl(real_ptbxl, tmp_path / "data" / "ptbxl")
+    (tmp_path / "outside").mkdir()  # a readable record there: the old code read it without a word
+    for suffix in (".hea", ".dat"):
+        shutil.copyfile(folder / f"records100/00000/00005_lr{suffix}", tmp_path / "outside" / f"00005_lr{suffix}")
+    database = pd.read_csv(folder / data.DATABASE_CSV, index_col="ecg_id")
+    database.loc[5, "filename_lr"] = outside.format(tmp=str(tmp_path).lstrip("/"))
+    database.to_csv(folder / data.DATABASE_CSV)
+    with pytest.raises(EcgkerasError) as excinfo:
+        load_ptbxl(folder, cache_dir=tmp_path / "cache", progress=False)
+    one_line_error(excinfo, "ecg_id 5", data.DATABASE_CSV, "outside the data folder")
+    assert not (tmp_path / "cache").exists()
+
+
+def _cache_file(cache_dir: Path) -> Path:
+    (folder,) = cache_dir.iterdir()
+    return folder / "signals.npy"
+
+
+def test_a_cache_whose_contents_changed_is_rebuilt_with_one_warning(real_ptbxl, tmp_path, caplog):
+    folder = copy_ptbxl(real_ptbxl, tmp_path / "ptbxl")
+    reference = np.asarray(load_ptbxl(folder, use_cache=False, progress=False).X)
+    load_ptbxl(folder, cache_dir=tmp_path / "cache", progress=False)
+    signals = _cache_file(tmp_path / "cache")
+    manifest = json.loads((signals.parent / "manifest.json").read_text())
+    assert manifest["format"] == data.CACHE_FORMAT == 3 and isinstance(manifest["crc32"], int)
+    header = np.load(signals, mmap_mode="r").offset
+    content = signals.read_bytes()
+    signals.write_bytes(content[:header] + bytes(len(content) - header))  # same size, same header, zeros
+    with caplog.at_level(logging.WARNING, logger="ecgkeras.data.ptbxl"):
+        rebuilt = load_ptbxl(folder, cache_dir=tmp_path / "cache", progress=False)
+    warned = [r.getMessage() for r in caplog.records if "checksum" in r.getMessage()]
+    assert len(warned) == 1 and "\n" not in warned[0] and str(signals.parent) in warned[0]
+    np.testing.assert_array_equal(np.asarray(rebuilt.X), reference)
+    assert signals.read_bytes() == content  # rebuilt as it was
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ecgkeras.data.ptbxl"):
+        load_ptbxl(folder, cache_dir=tmp_path / "cache", progress=False)
+    assert not [r for r in caplog.records if "checksum" in r.getMessage()]
+
+
+def test_the_checksum_is_computed_while_writing_no_second_pass(real_ptbxl, tmp_path, monkeypatch):
+    folder = copy_ptbxl(real_ptbxl, tmp_path / "ptbxl")
+    monkeypatch.setattr(data, "_data_checksum", lambda path: pytest.fail("the first load re-read the cache"))
+    load_ptbxl(folder, cache_dir=tmp_path / "cache", progress=False)
+    monkeypatch.undo()
+    signals = _cache_file(tmp_path / "cache")
+    assert json.loads((signals.parent / "manifest.json").read_text())["crc32"] == data._data_checksum(signals)
+
+
+def test_signals_are_a_read_only_memory_map_with_index_views(synthetic500, synthetic_ptbxl):
+    ds = synthetic500
+    assert isinstance(ds.signals, np.memmap) and not ds.signals.flags.writeable
+    assert ds.signals.shape == (300, 5000, 12) and ds.signals.dtype == np.float32
+    assert isinstance(ds.X, Signals) and ds.X.source is ds.signals
+    np.testing.assert_array_equal(ds.X.rows, ds.rows)
+    assert len(ds.rows) == len(ds.ecg_ids) == ds.X.shape[0] == 300 - ds.n_dropped
+    for name in ("train", "val", "test"):
+        part = ds.part(name)
+        assert isinstance(part.X, Signals) and part.X.source is ds.signals  # a view, not a copy
+        assert isinstance(part.load().X, np.ndarray) and not isinstance(part.load().X, np.memmap)
+        np.testing.assert_array_equal(part.load().X, ds.signals[part.X.rows])
+    # indexing reads exactly the records asked for, equal to wfdb's reading of them
+    i = len(ds.ecg_ids) // 2
+    signal, _ = wfdb.rdsamp(str(synthetic_ptbxl / ds.meta["filename_hr"].iloc[i]))
+    np.testing.assert_allclose(ds.X[i], signal, atol=1e-5)
+    np.testing.assert_array_equal(ds.X[[i, 0], 100:200, 3], np.asarray(ds.X)[[i, 0], 100:200, 3])
+    np.testing.assert_array_equal(ds.X[2:5], ds.signals[ds.rows[2:5]])
+
+
+def test_first_load_streams_into_the_cache(synthetic_ptbxl, tmp_path):
+    def first_load():
+        load_ptbxl(synthetic_ptbxl, 500, cache_dir=tmp_path / "cache", progress=False)
+
+    peak = peak_numpy_bytes(first_load)
+    size = 300 * 5000 * 12 * 4
+    assert peak < size / 8, f"first load peaked at {peak / 1e6:.1f} MB for {size / 1e6:.0f} MB of signals"

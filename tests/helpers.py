@@ -1,0 +1,205 @@
+"""What several test files share: the tiny-model settings, fake run folders and small CLI helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tracemalloc
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecgkeras.cli import main
+from ecgkeras.files import FOLDER_MARKER
+from ecgkeras.runs import RECORD_FORMAT, RunConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# --------------------------------------------------------------------------- tiny settings
+
+TINY_MODEL = {"filters": [8, 8, 16, 16], "rnn_units": 8, "head_units": 16}
+SMALL_MODEL = {"filters": [16, 16, 32, 32], "rnn_units": 16, "head_units": 32}  # for runs that must learn
+TINY = {"epochs": 1, "batch_size": 32, "bootstrap_resamples": 10, **TINY_MODEL}  # a study's -p settings
+TINY_RUN = {**TINY, "verbose": 0}  # the same for run_experiment, without Keras' progress lines
+CROP = 500  # the shared tiny run trains on 5 s windows of the 10 s records
+STRIDE = 300  # and is evaluated on windows 0, 300 and 500 (the last one moved to end with the record)
+
+
+def tiny_args(**changes) -> list[str]:
+    """`-p NAME VALUE` for the TINY settings, with `changes`."""
+    return [arg for name, value in {**TINY, **changes}.items() for arg in ("-p", name, json.dumps(value))]
+
+
+TINY_ARGS = tiny_args()
+
+# --------------------------------------------------------------------------- assertions and the CLI
+
+
+def one_line_error(excinfo, *needles: str) -> str:
+    """The exception's message is one line holding every needle."""
+    message = str(excinfo.value)
+    assert "\n" not in message, message
+    for needle in needles:
+        assert needle in message, f"{needle!r} not in {message!r}"
+    return message
+
+
+def run_cli(args, capsys) -> tuple[int, str]:
+    """`ecgkeras ARGS` in-process, expected to exit: its exit code and standard error (stripped)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(arg) for arg in args])
+    return exit_info.value.code, capsys.readouterr().err.strip()
+
+
+def run_cli_one_line(args, capsys) -> tuple[int, str]:
+    """`run_cli`, asserting that standard error is one line without a traceback."""
+    code, err = run_cli(args, capsys)
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return code, err
+
+
+def run_main(args, capsys) -> tuple[int, str, str]:
+    """Run `ecgkeras ARGS` in-process: exit code, stdout, stderr (code 0 when it returns)."""
+    try:
+        main([str(arg) for arg in args])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def refused(args, capsys, *fragments: str) -> str:
+    """`ecgkeras ARGS` exits 2 with one `ecgkeras: error:` line (the last) holding every fragment."""
+    code, _, err = run_main(args, capsys)
+    assert code == 2 and "Traceback" not in err, err
+    lines = err.strip().splitlines()  # before the error: the data's warnings and the cache's progress bar
+    assert lines[-1].startswith("ecgkeras: error:") and sum("error" in line for line in lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[-1], lines[-1]
+    return lines[-1]
+
+
+def listing(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` (hidden ones too) with its bytes."""
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+# --------------------------------------------------------------------------- the command in a child process
+
+
+def ecgkeras(*args: str, **kwargs) -> subprocess.Popen:
+    """Start the `ecgkeras` command line in a child process (this checkout's code)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "ecgkeras.cli", *args], env=env, cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+def study_args(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["study", "--data-dir", str(data), "--out", str(out), *TINY_ARGS, *extra]
+
+
+def finish(process: subprocess.Popen, timeout: float = 400) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out, err
+
+
+def completed_count(stdout: str) -> int:
+    return int(re.search(r"(\d+) run\(s\) completed", stdout).group(1))
+
+
+def fake_gpus(folder: Path, count: int) -> str:
+    """A PATH whose `nvidia-smi -L` lists `count` GPUs: device pinning tested on a machine without any."""
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "nvidia-smi"
+    script.write_text("#!/bin/sh\n" + "".join(f"echo 'GPU {i}: Fake GPU (UUID: GPU-{i})'\n" for i in range(count)))
+    script.chmod(0o755)
+    return f"{folder}{os.pathsep}{os.environ['PATH']}"
+
+
+def mark(folder: Path, kind: str) -> Path:
+    """A folder as ecgkeras leaves it: some files and its marker."""
+    folder.mkdir(parents=True)
+    (folder / "index.html").write_text("old\n")
+    (folder / FOLDER_MARKER).write_text(json.dumps({"kind": kind, "entries": ["index.html"]}))
+    return folder
+
+
+def peak_numpy_bytes(function) -> int:
+    """Peak bytes NumPy (and Python) allocated while `function` ran, in any thread."""
+    tracemalloc.start()
+    try:
+        function()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+# --------------------------------------------------------------------------- fake run folders (no training)
+
+CLASSES = ["NORM", "AMI", "IMI", "LVH"]
+N_TEST = 150
+SEEDS = (0, 1)
+ARCHS = ("cnn", "cnn-lstm", "cnn-bilstm")  # registry order
+DISPLAY = ["CNN", "CNN-LSTM", "CNN-BiLSTM"]
+# Known test-fold values (tuned policy) per architecture, seeds 0 and 1. Lowest Hamming loss:
+# CNN-LSTM; highest macro-AUPRC: CNN-BiLSTM (different rows on purpose).
+AUPRC = {"cnn": (0.40, 0.44), "cnn-lstm": (0.46, 0.47), "cnn-bilstm": (0.50, 0.56)}
+HAMMING = {"cnn": (0.050, 0.054), "cnn-lstm": (0.031, 0.033), "cnn-bilstm": (0.040, 0.036)}
+PARAMETERS = {"cnn": 100_000, "cnn-lstm": 150_000, "cnn-bilstm": 200_000}
+# Signal share of the fake probabilities: CNN-LSTM predicts exactly like CNN (a self-comparison),
+# CNN-BiLSTM nearly perfectly.
+SIGNAL = {"cnn": 0.2, "cnn-lstm": 0.2, "cnn-bilstm": 0.85}
+
+RNG = np.random.default_rng(3)
+Y_TEST = (RNG.random((N_TEST, len(CLASSES))) < 0.3).astype(np.uint8)
+NOISE = RNG.random((N_TEST, len(CLASSES)))
+ECG_IDS = np.arange(1000, 1000 + N_TEST)
+
+
+def recall_of(arch: str, seed: int) -> list[float]:
+    return [round(0.1 * (k + 1) + 0.05 * ARCHS.index(arch) + 0.02 * seed, 6) for k in range(len(CLASSES))]
+
+
+def known_metrics(arch: str, seed: int, policy: str) -> dict:
+    auprc, hamming = AUPRC[arch][seed], HAMMING[arch][seed] + (0.01 if policy == "fixed" else 0)
+    return {"hamming_loss": hamming, "macro_auprc": auprc, "micro_f1": auprc + 0.2, "subset_accuracy": auprc + 0.1,
+            "macro_auroc": 0.8 + auprc / 10, "macro_f1": auprc - 0.05, "micro_auprc": auprc,
+            "n_classes_scored": len(CLASSES), "ci95": {}}
+def write_run(run_dir, arch, seed, data_dir, ecg_ids=ECG_IDS, synthetic=False):
+    """A complete run folder in the record format of `run_experiment`, with known values."""
+    run_dir.mkdir(parents=True)
+    config = RunConfig(data_dir=str(data_dir), architecture=arch, seed=seed, bootstrap_resamples=0)
+    prob = SIGNAL[arch] * Y_TEST + (1 - SIGNAL[arch]) * NOISE
+    support = Y_TEST.sum(axis=0)
+    per_class = [{"class": name, "support": int(support[k]), "precision": 0.5, "recall": recall_of(arch, seed)[k],
+                  "f1": 0.5, "auprc": 0.5, "auroc": 0.7, "threshold": 0.5} for k, name in enumerate(CLASSES)]
+    record = {
+        "format": RECORD_FORMAT, "status": "complete", "config": config.to_dict(), "versions": {},
+        "architecture": {"name": arch, "display_name": DISPLAY[ARCHS.index(arch)]},
+        "classes": CLASSES,
+        "data": {"n_train": 800, "n_val": 100, "n_test": N_TEST, "n_dropped": 0, "input_shape": [1000, 12],
+                 "split_folds": {"train": list(range(1, 9)), "val": [9], "test": [10]},
+                 "provenance": {"synthetic": synthetic, "data_dir": str(data_dir), "database_sha256": "0" * 64}},
+        "standardizer": {"mean": [0.0] * 12, "std": [1.0] * 12},
+        "n_parameters": PARAMETERS[arch],
+        "timings": {"epochs_run": 2, "best_epoch": 2, "seconds_per_epoch": 10.0 * (ARCHS.index(arch) + 1) + seed,
+                    "first_epoch_seconds": 20.0, "training_seconds": 40.0, "inference_ms_per_ecg": 1.5},
+        "thresholds": {"fixed": [0.5] * len(CLASSES), "tuned": [0.5] * len(CLASSES)},
+        "metrics": {split: {policy: known_metrics(arch, seed, policy) for policy in ("fixed", "tuned")}
+                    for split in ("val", "test")},
+        "per_class": {split: {policy: per_class for policy in ("fixed", "tuned")} for split in ("val", "test")},
+    }
+    np.savez_compressed(run_dir / "predictions.npz", classes=np.asarray(CLASSES), val_ecg_ids=ecg_ids,
+                        val_true=Y_TEST, val_prob=prob, test_ecg_ids=ecg_ids, test_true=Y_TEST, test_prob=prob)
+    (run_dir / "history.csv").write_text("epoch,auprc,loss,val_auprc,val_loss\n0,0.30,0.60,0.35,0.55\n"
+                                         "1,0.40,0.50,0.38,0.52\n")
+    with zipfile.ZipFile(run_dir / "model.keras", "w") as model:  # whole, with Keras' entries; never loaded
+        for name in ("metadata.json", "config.json", "model.weights.h5"):
+            model.writestr(name, "{}")
+    (run_dir / "metrics.json").write_text(json.dumps(record, indent=2))

@@ -1,0 +1,89 @@
+"""ecgkeras.study.local: runs executed on this machine; a failed run stops no other, a failed
+rerun keeps the earlier notebook, Ctrl-C stops the kernels in seconds."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from helpers import TINY, ecgkeras, finish, run_main, tiny_args
+
+from ecgkeras.report.aggregate import run_study
+from ecgkeras.runs import RunConfig, is_complete
+from ecgkeras.study.layout import GRID_FILE, grid
+from ecgkeras.study.local import execute_run
+from ecgkeras.study.locks import lock_owner, lock_path
+from ecgkeras.study.notebooks import TRAIN_NOTEBOOK, to_ipynb
+
+
+@pytest.mark.slow
+def test_a_failed_run_is_reported_and_does_not_stop_the_others(synthetic_ptbxl, tmp_path):
+    # a file where seed 1's staging folder goes makes its notebook fail inside the kernel, after planning
+    (tmp_path / "s" / "cnn").mkdir(parents=True)
+    (tmp_path / "s" / "cnn" / ".seed-1.staging").write_text("in the way")
+    result = run_study(synthetic_ptbxl, tmp_path / "s", architectures=["cnn"], seeds=[0, 1], parameters=TINY,
+                       jobs=2, aggregate=False)
+    assert [run_dir.name for run_dir in result.completed] == ["seed-0"]
+    assert [run_dir.name for run_dir in result.failed] == ["seed-1"]
+    for run_dir, reason in result.failed.items():
+        assert str(run_dir / "02_train_architecture.ipynb") in reason and "cannot write the run folder" in reason
+
+
+@pytest.mark.slow
+def test_a_failed_rerun_keeps_the_executed_notebook_of_the_earlier_attempt(tmp_path, capsys):
+    notebook = to_ipynb(TRAIN_NOTEBOOK, tmp_path / "nb")
+    run_dir = tmp_path / "study" / "cnn" / "seed-0"
+    executed = run_dir / f"{TRAIN_NOTEBOOK}.ipynb"
+    config = RunConfig.from_parameters(data_dir=str(tmp_path / "nowhere"), architecture="cnn", **TINY)
+    attempts = []
+    for _ in range(2):
+        with pytest.raises(Exception, match=str(executed)):
+            execute_run(notebook, run_dir, config)
+        attempts.append(executed.read_bytes())
+    assert (run_dir / f"{TRAIN_NOTEBOOK}.attempt-1.ipynb").read_bytes() == attempts[0]
+    assert sorted(p.name for p in run_dir.iterdir()) == [f"{TRAIN_NOTEBOOK}.attempt-1.ipynb", executed.name]
+    (tmp_path / "study" / GRID_FILE).write_text('["cnn/seed-0"]')
+    code, out, _ = run_main(["status", tmp_path / "study"], capsys)
+    assert code == 0 and f"failed    see {executed}" in out
+
+
+def _kernels_of(pid: int) -> list[int]:
+    """Processes started by `pid`'s kernel managers (their environment names it as JPY_PARENT_PID)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"JPY_PARENT_PID={pid}".encode() in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_study_in_seconds_and_the_next_invocation_finishes_it(synthetic_ptbxl, tmp_path):
+    out = tmp_path / "study"
+    args = ["study", "--data-dir", str(synthetic_ptbxl), "--out", str(out), *tiny_args(epochs=2),
+            "--architectures", "cnn", "--seeds", "0", "1"]
+    study = ecgkeras(*args)
+    first, second = grid(out, ["cnn"], [0, 1])
+    deadline = time.monotonic() + 300
+    while not (is_complete(first) and lock_path(second).exists()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert study.poll() is None, "the study ended before the second run started"
+    time.sleep(3)  # the second run's kernel is starting or training
+    kept = (first / "metrics.json").stat().st_mtime_ns
+    signalled = time.monotonic()
+    study.send_signal(signal.SIGINT)
+    rc, _, stderr = finish(study, timeout=60)
+    assert time.monotonic() - signalled < 10, stderr  # a run takes longer; the kernel was stopped, not awaited
+    assert rc == 130
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].startswith("ecgkeras: interrupted")
+    assert not _kernels_of(study.pid)
+    assert lock_owner(second) is None and not is_complete(second)
+    assert (first / "metrics.json").stat().st_mtime_ns == kept
+    result = run_study(synthetic_ptbxl, out, architectures=["cnn"], seeds=[0, 1], parameters={**TINY, "epochs": 2},
+                       aggregate=False)  # the next invocation
+    assert result.completed == [second] and result.skipped == [first]
+    assert (first / "metrics.json").stat().st_mtime_ns == kept and is_complete(second)

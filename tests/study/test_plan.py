@@ -1,0 +1,187 @@
+"""ecgkeras.study.plan: every value is checked before anything is written, one planner for the
+study and --list-runs, and a study folder keeps to one configuration, also when studies start at once."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+from helpers import TINY, TINY_ARGS, TINY_RUN, ecgkeras, finish, listing, refused, run_cli, run_main, tiny_args
+
+from ecgkeras import EcgkerasError
+from ecgkeras.report.aggregate import run_study
+from ecgkeras.runs import RECORD_FILE, RunConfig, load_run
+from ecgkeras.study.layout import STUDY_FILE
+from ecgkeras.study.plan import plan_runs
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"parameters": {"learning_rat": 0.1}}, "unknown parameter"),
+    ({"parameters": {"seed": 1}}, "set by the study itself: use --seeds"),
+    ({"architectures": ["cnn-tcn"]}, "unknown architecture"),
+])
+def test_bad_study_arguments(synthetic_ptbxl, tmp_path, kwargs, match):
+    with pytest.raises(EcgkerasError, match=match):
+        run_study(synthetic_ptbxl, tmp_path / "s", **kwargs)
+
+
+def test_a_folder_that_is_not_ptbxl_is_refused(tmp_path):
+    with pytest.raises(EcgkerasError, match="ptbxl_database.csv|scp_statements.csv|not found"):
+        run_study(tmp_path, tmp_path / "s", architectures=["cnn"])
+
+
+@pytest.mark.slow
+def test_mixing_configurations_is_refused_unless_asked_and_then_described_truly(tiny_study_copy, synthetic_ptbxl):
+    out = tiny_study_copy
+    before = (out / "study.json").read_text()
+    with pytest.raises(EcgkerasError, match="different configuration.*learning_rate 0.001 there, 0.01 now"):
+        run_study(synthetic_ptbxl, out, architectures=["cnn"], seeds=[0, 1],
+                  parameters={**TINY, "learning_rate": 0.01})
+    assert (out / "study.json").read_text() == before
+    mixed = run_study(synthetic_ptbxl, out, architectures=["cnn"], seeds=[1], allow_mixed=True,
+                      parameters={**TINY, "learning_rate": 0.01}, aggregate=False)  # into a free run folder
+    assert not mixed.skipped and [p.name for p in mixed.completed] == ["seed-1"]
+    assert load_run(out / "cnn" / "seed-0").config.training.learning_rate == 0.001  # kept as it was
+    groups = {group["parameters"]["learning_rate"]: group["runs"]
+              for group in json.loads((out / "study.json").read_text())["configurations"]}
+    assert groups == {0.001: ["cnn/seed-0", "cnn-gru/seed-0"], 0.01: ["cnn/seed-1"]}
+
+
+def test_every_run_parameter_is_accepted_by_the_study(synthetic_ptbxl, tmp_path):
+    defaults = RunConfig(data_dir="x").parameters()
+    owned = {"data_dir", "architecture", "seed"}
+    planned = plan_runs(synthetic_ptbxl, tmp_path, ["cnn"], [0],
+                        {name: value for name, value in defaults.items() if name not in owned})
+    assert [path.relative_to(tmp_path).as_posix() for path in planned] == ["cnn/seed-0"]
+    chosen = {"window_stride": 50, "focal_gamma": 1.0, "max_pos_weight": 10.0, "lr_factor": 0.2,
+              "min_learning_rate": 1e-6, "pool_size": 2, "train_folds": [1, 2, 3, 4, 5, 6, 7]}
+    config = next(iter(plan_runs(synthetic_ptbxl, tmp_path, ["cnn"], [0], chosen).values()))
+    assert {name: config.parameters()[name] for name in chosen} == chosen
+    with pytest.raises(EcgkerasError, match="--seeds"):
+        plan_runs(synthetic_ptbxl, tmp_path, ["cnn"], [0], {"seed": 3})
+
+
+def test_a_read_only_study_folder_is_a_one_line_error(read_only_dir, synthetic_ptbxl, capsys):
+    code, err = run_cli(["study", "--data-dir", synthetic_ptbxl, "--out", read_only_dir / "study",
+                         "--architectures", "cnn", "-p", "epochs", "1"], capsys)
+    assert code == 2 and "\n" not in err
+    assert str(read_only_dir / "study") in err and "writable --out" in err
+
+
+@pytest.mark.slow
+def test_a_study_redoes_an_unreadable_record_and_ignores_a_broken_study_file(synthetic_ptbxl, tmp_path):
+    out = tmp_path / "study"
+    first = run_study(synthetic_ptbxl, out, architectures=["cnn"], parameters=TINY_RUN, aggregate=False)
+    assert len(first.completed) == 1
+    (out / "cnn" / "seed-0" / RECORD_FILE).write_text("{}")
+    (out / "study.json").write_text("")
+    again = run_study(synthetic_ptbxl, out, architectures=["cnn"], parameters=TINY_RUN, aggregate=False)
+    assert [path.parent.name for path in again.completed] == ["cnn"] and load_run(out / "cnn" / "seed-0")
+    described = json.loads((out / "study.json").read_text())
+    assert [group["runs"] for group in described["configurations"]] == [["cnn/seed-0"]]
+
+
+@pytest.mark.slow
+def test_allow_mixed_never_reports_success_for_runs_of_another_configuration(tiny_study, synthetic_ptbxl, capsys):
+    before = listing(tiny_study)
+    refused(["study", "--data-dir", synthetic_ptbxl, "--out", tiny_study, "--architectures", "cnn", *tiny_args(learning_rate=0.002),
+             "--allow-mixed"], capsys, "cnn/seed-0", "learning_rate 0.001 there, 0.002 now", "another --out")
+    refused(["study", "--data-dir", synthetic_ptbxl, "--out", tiny_study, "--architectures", "cnn", *tiny_args(learning_rate=0.002)],
+            capsys, "different configuration", "--allow-mixed")
+    assert listing(tiny_study) == before
+
+
+@pytest.mark.slow
+def test_a_study_started_beside_a_planned_one_with_other_parameters_is_refused(synthetic_ptbxl, tmp_path, capsys):
+    out = tmp_path / "study"
+    first = ecgkeras("study", "--data-dir", str(synthetic_ptbxl), "--out", str(out), "--architectures", "cnn",
+                     *tiny_args(epochs=3))
+    deadline = time.monotonic() + 120
+    while not (out / STUDY_FILE).is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    other = ["study", "--data-dir", synthetic_ptbxl, "--out", out, "--architectures", "cnn",
+             *tiny_args(learning_rate=0.002)]
+    try:
+        described = (out / STUDY_FILE).read_bytes()
+        refused(other, capsys, "different configuration", "planned by another study")
+        refused([*other, "--allow-mixed"], capsys, "cnn/seed-0", "another --out")
+        assert (out / STUDY_FILE).read_bytes() == described
+    finally:
+        first.send_signal(signal.SIGINT)
+        finish(first, timeout=120)
+    # --allow-mixed trains its own free runs only, and study.json tells the two configurations apart
+    code, stdout, err = run_main(["study", "--data-dir", synthetic_ptbxl, "--out", out, "--architectures", "cnn",
+                             "--seeds", "1", *tiny_args(learning_rate=0.002), "--allow-mixed"], capsys)
+    assert code == 0 and "1 run(s) completed" in stdout, err
+    groups = json.loads((out / STUDY_FILE).read_text())["configurations"]
+    assert sorted((group["parameters"]["learning_rate"], group["parameters"]["epochs"], group["runs"])
+                  for group in groups) == [(0.001, 3, ["cnn/seed-0"]), (0.002, 1, ["cnn/seed-1"])]
+
+
+def test_list_runs_and_shards_use_the_studys_planner(capsys):
+    base = ["study", "--architectures", "cnn", "cnn-gru", "cnn", "--seeds", "0", "0", "--list-runs"]
+    assert run_main(base, capsys)[1].split() == ["cnn/seed-0", "cnn-gru/seed-0"]
+    assert run_main([*base, "--shard", "1/2"], capsys)[1].split() == ["cnn/seed-0"]
+    assert run_main([*base, "--shard", "2/2"], capsys)[1].split() == ["cnn-gru/seed-0"]
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["-p", "batch_size", "16", "-p", "batch_size", "32"], "-p batch_size is given twice"),
+    (["-p", "epochs", "2", "--epochs", "1"], "epochs is given twice"),
+    (["-p", "sampling_rate", "100", "--sampling-rate", "500"], "sampling_rate is given twice"),
+    (["-p", "epochs", "abc"], "epochs='abc': expected an integer"),
+    (["--data-dir", "/nonexistent"], "PTB-XL folder not found: /nonexistent"),
+    (["--shard", "0/2"], "--shard '0/2'"),
+    (["--shard", "3/2"], "--shard '3/2'"),
+    (["--shard", "a/b"], "--shard 'a/b'"),
+    (["--seeds", "-1"], "--seeds -1"),
+    (["--architectures", "unknown"], "unknown architecture 'unknown'"),
+])
+def test_list_runs_refuses_what_the_study_refuses(extra, fragment, capsys, tmp_path):
+    refused(["study", "--out", tmp_path / "study", "--list-runs", *extra], capsys, fragment)
+    assert not (tmp_path / "study").exists()
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["-p", "crop_length", "100000"], "crop_length=100000 does not fit records of 1000 samples"),
+    (["-p", "depth", "2"], "depth=2 does not apply to 'cnn'"),
+    (["-p", "filters", "[8,8,8,8,8,8,8,8,8,8,8]", "-p", "kernel_sizes", "[3,3,3,3,3,3,3,3,3,3,3]"],
+     "too few for the front-end"),
+    (["-p", "crop_length", "8"], "8 time steps are too few"),
+])
+def test_checks_that_need_the_data_run_before_anything_is_written(extra, fragment, synthetic_ptbxl, tmp_path,
+                                                                  capsys):
+    out = tmp_path / "study"
+    args = ["study", "--data-dir", synthetic_ptbxl, "--out", out, "--architectures", "cnn", *extra]
+    refused(args, capsys, fragment)
+    assert not out.exists()
+    refused([*args, "--list-runs"], capsys, fragment)  # --list-runs with --data-dir checks them too
+
+
+def test_an_out_that_is_a_file_is_refused(synthetic_ptbxl, tmp_path, capsys):
+    target = tmp_path / "file"
+    target.write_text("mine\n")
+    refused(["study", "--data-dir", synthetic_ptbxl, "--out", target, "--architectures", "cnn"], capsys,
+            "is a file")
+    assert target.read_text() == "mine\n"
+
+
+@pytest.mark.slow
+def test_an_out_inside_a_run_or_study_folder_is_refused(tiny_study, synthetic_ptbxl, capsys):
+    before = listing(tiny_study)
+    for inside, kind in ((tiny_study / "cnn" / "seed-0", "run"), (tiny_study / "cnn" / "seed-0" / "x", "run"),
+                         (tiny_study / "cnn", "study")):
+        refused(["study", "--data-dir", synthetic_ptbxl, "--out", inside, "--architectures", "cnn", *TINY_ARGS],
+                capsys, f"inside the {kind} folder")
+    assert listing(tiny_study) == before
+
+
+def test_a_study_refuses_an_unmarked_report_folder_before_training(synthetic_ptbxl, tmp_path):
+    report = tmp_path / "study" / "report"
+    report.mkdir(parents=True)
+    (report / "slides.pdf").write_text("mine")
+    with pytest.raises(EcgkerasError, match="report .*no .ecgkeras marker"):
+        run_study(synthetic_ptbxl, tmp_path / "study", architectures=["cnn"], parameters=TINY)
+    assert sorted(p.name for p in (tmp_path / "study").iterdir()) == ["report"]
