@@ -84,6 +84,7 @@ def _study_request(args: argparse.Namespace):
     from ecgkeras.models import PAPER_ARCHITECTURES
     from ecgkeras.study.devices import parse_gpus
     from ecgkeras.study.layout import parse_shard
+    from ecgkeras.study.demo import demo_request
     from ecgkeras.study.request import parse_parameters, study_request
     from ecgkeras.study.runner import Execution
     from ecgkeras.study.slurm import SlurmOptions, parse_sbatch
@@ -94,7 +95,7 @@ def _study_request(args: argparse.Namespace):
     execution = Execution(executor=args.executor, gpus=parse_gpus(args.gpus), runs_per_gpu=args.runs_per_gpu,
                           shard=parse_shard(args.shard) if args.shard else None, slurm=slurm, wait=not args.no_wait)
     parameters = parse_parameters(args.param, {"sampling_rate": args.sampling_rate, "epochs": args.epochs})
-    return study_request(args.data_dir, args.out, demo=args.demo, publish=args.publish,
+    return (demo_request if args.demo else study_request)(args.data_dir, args.out, publish=args.publish,
                          architectures=args.architectures or list(PAPER_ARCHITECTURES), seeds=args.seeds,
                          parameters=parameters, jobs=args.jobs, allow_mixed=args.allow_mixed, execution=execution,
                          log_output=getattr(args, "verbose", False))

@@ -130,8 +130,11 @@ def plot_paired_comparison(comparison: pd.DataFrame) -> plt.Figure:
     for ax, metric in zip(axes[0], metrics):
         part = comparison[comparison["metric"] == metric].set_index("architecture").reindex(architectures)
         difference = part["difference"].astype(float)
-        ax.errorbar(difference, positions, fmt="none", ecolor="grey", capsize=3,
-                    xerr=[difference - part["ci_low"].astype(float), part["ci_high"].astype(float) - difference])
+        # the interval itself, from its ends: a percentile bootstrap interval need not contain the estimate
+        low, high = part["ci_low"].astype(float), part["ci_high"].astype(float)
+        ax.hlines(positions, low, high, color="grey", zorder=1)
+        ax.plot(np.concatenate([low, high]), np.concatenate([positions, positions]), "|", color="grey",
+                markersize=8, zorder=1)
         significance = part["significant"].map({True: "significant", False: "not significant"}).to_numpy()
         sns.scatterplot(x=difference.to_numpy(), y=positions, hue=significance,
                         palette={"significant": "tab:red", "not significant": "tab:gray"}, s=50, ax=ax, zorder=3,

@@ -69,14 +69,9 @@ def parse_parameters(pairs: Iterable[tuple[str, str]], flags: dict[str, Any] | N
     return parameters
 
 
-def study_request(data_dir: Path | None, study_dir: Path | None, *, demo: bool = False, **inputs: Any
-                  ) -> StudyRequest:
-    """The request with its defaults: the data folder from $PTBXL_DIR (not for the demo, whose data the
-    study makes), and for `demo` the demo's folders and settings (`ecgkeras.study.demo`)."""
-    if demo:
-        from ecgkeras.study.demo import demo_request
-
-        return demo_request(data_dir, study_dir, **inputs)
+def study_request(data_dir: Path | None, study_dir: Path | None, **inputs: Any) -> StudyRequest:
+    """The request with its defaults: the data folder from $PTBXL_DIR when not given (the demo's own
+    request, whose data the study makes: `ecgkeras.study.demo.demo_request`)."""
     if data_dir is None and os.environ.get(PTBXL_VARIABLE):
         data_dir = Path(os.environ[PTBXL_VARIABLE])
     return StudyRequest(data_dir, study_dir, **inputs)
