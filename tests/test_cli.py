@@ -1,4 +1,5 @@
-"""ecgkeras.cli: the `ecgkeras` command: listings, dataset commands, notebooks, quiet output, one-line errors (exit 2)."""
+"""ecgkeras.cli: the `ecgkeras` command: listings, dataset commands, notebooks, quiet output, one-line errors
+(exit 2)."""
 
 from __future__ import annotations
 

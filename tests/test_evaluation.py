@@ -1,4 +1,4 @@
-"""Metrics on small hand-worked examples, threshold tuning and bootstrap intervals."""
+"""ecgkeras.evaluation: metrics on small hand-worked examples, threshold tuning and bootstrap intervals."""
 
 import numpy as np
 import pytest

@@ -1,5 +1,5 @@
-"""The package's layering (ecgkeras/*, the notebooks aside): no import cycle between its modules, and no sub-package imports
-one above it in ORDER (a module may import its own layer and the ones before it)."""
+"""The package's layering (ecgkeras/*, the notebooks aside): no import cycle between its modules, and
+no sub-package imports one above it in ORDER (a module may import its own layer and the ones before it)."""
 
 from __future__ import annotations
 

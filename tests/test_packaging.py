@@ -1,4 +1,5 @@
-"""The wheel is all a user needs: built, installed into a fresh environment, used from an empty folder.
+"""Packaging (pyproject.toml): the wheel is all a user needs: built, installed into a fresh environment, used
+from an empty folder.
 
 Dependencies come from the wheelhouse `make install` downloads from the registry (pip's own cache
 stays empty here: the registry's answers are not cacheable, and a second download of TensorFlow

@@ -1,4 +1,5 @@
-"""download_ptbxl against a real HTTP server on 127.0.0.1: full, interrupted/resumed, corrupt, unsafe."""
+"""ecgkeras.data.download: download_ptbxl against a real HTTP server on 127.0.0.1: full, interrupted/resumed,
+corrupt, unsafe."""
 
 from __future__ import annotations
 

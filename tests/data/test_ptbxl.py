@@ -1,4 +1,4 @@
-"""The PTB-XL data layer: labels, folds, signals, cache, errors and standardization.
+"""ecgkeras.data.ptbxl, the PTB-XL data layer: labels, folds, signals, cache, errors and standardization.
 
 Expected values are computed here directly from the two CSVs (pandas + ast.literal_eval) and
 from wfdb, independently of `ecgkeras.data.ptbxl`, on the real PTB-XL subset (500 records, v1.0.1).

@@ -1,4 +1,5 @@
-"""The synthetic PTB-XL: layout and schema of the real one, learnable labels, deterministic, atomic.
+"""ecgkeras.data.synthetic, the synthetic PTB-XL: layout and schema of the real one, learnable labels,
+deterministic, atomic.
 
 Uses the session fixtures of conftest.py: `synthetic_ptbxl` (300 records, seed 7) and
 `real_ptbxl` (the real subset, skipped when absent).

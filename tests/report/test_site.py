@@ -1,5 +1,5 @@
-"""ecgkeras.report.site: `ecgkeras report`: a study's static HTML site; every link resolves and a real browser renders it.
-It replaces only a report folder it made, whole."""
+"""ecgkeras.report.site: `ecgkeras report`: a study's static HTML site; every link resolves and a real browser
+renders it; it replaces only a report folder it made, whole."""
 
 from __future__ import annotations
 
