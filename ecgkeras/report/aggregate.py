@@ -75,7 +75,11 @@ def aggregate_study(study_dir: str | Path, summary_dir: str | Path | None = None
     """
     study_dir = Path(study_dir).resolve()
     check_parameter(RunConfig, "bootstrap_resamples", bootstrap_resamples)
-    if not find_runs(study_dir):
+    try:
+        runs = find_runs(study_dir)
+    except EcgkerasError as exc:  # a damaged run: refused before anything is replaced
+        raise EcgkerasError(f"aggregation refused ({exc}); the previous summary and report are kept") from None
+    if not runs:
         raise EcgkerasError(f"no complete run in {study_dir}: run `ecgkeras study` first")
     summary_dir = Path(summary_dir).resolve() if summary_dir else study_dir / SUMMARY_DIR
     check_replaceable(study_dir / REPORT_DIR, REPORT_KIND)  # written next, from the new summary
