@@ -299,6 +299,9 @@ def main(argv: list[str] | None = None) -> None:
     else:
         quiet.be_quiet()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if not args.verbose:  # what a kernel stopped by Ctrl-C leaves behind: nbclient's and asyncio's reports
+        for name in ("asyncio", "traitlets", "papermill"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         args.handler(args)
     except EcgkerasError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tracemalloc
@@ -93,11 +94,17 @@ def listing(folder: Path) -> dict[str, bytes]:
 # --------------------------------------------------------------------------- the command in a child process
 
 
+def interruptible() -> None:
+    """preexec_fn: Ctrl-C as in a terminal. pytest-xdist workers ignore SIGINT, and a child would inherit
+    that (Python then installs no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def ecgkeras(*args: str, **kwargs) -> subprocess.Popen:
-    """Start the `ecgkeras` command line in a child process (this checkout's code)."""
+    """Start the `ecgkeras` command line in a child process (this checkout's code), interruptible by SIGINT."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-m", "ecgkeras.cli", *args], env=env, cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=interruptible, **kwargs)
 
 
 def study_args(data: Path, out: Path, *extra: str) -> list[str]:

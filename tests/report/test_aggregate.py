@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, listing, mark, run_cli_one_line
+from helpers import ROOT, interruptible, listing, mark, run_cli_one_line
 
 from ecgkeras import EcgkerasError
 from ecgkeras.files import FOLDER_MARKER
@@ -97,7 +97,8 @@ def test_ctrl_c_during_aggregation_keeps_everything_and_says_one_line(demo_copy)
     before = listing(demo_copy)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen([sys.executable, "-m", "ecgkeras", "aggregate", str(demo_copy), "--bootstrap-resamples",
-                                "10"], env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                "10"], env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=interruptible)
     deadline = time.monotonic() + 120
     while not list(demo_copy.glob(".summary.staging-*/*.ipynb")) and time.monotonic() < deadline:
         time.sleep(0.2)
