@@ -3,21 +3,26 @@ from an empty folder.
 
 Dependencies come from the wheelhouse `make install` downloads from the registry (pip's own cache
 stays empty here: the registry's answers are not cacheable, and a second download of TensorFlow
-would cost minutes). The fresh environment has no system site-packages and pip resolves the
-wheel's declared dependencies, and theirs, from that wheelhouse alone (--no-index): a dependency
-missing from the metadata breaks the commands below, a range that excludes the tested lock breaks
-the install.
+would cost minutes). In a fresh environment without system site-packages pip first resolves the
+wheel's declared dependencies, and theirs, from that wheelhouse alone (--no-index, a dry run): a
+range that excludes the tested lock fails there, and every package requirements.txt pins must
+resolve to the version installed here. The fresh environment then uses the lock already installed in this one (a .pth line, so
+TensorFlow is not unpacked a second time) and gets the wheel itself: a dependency missing from the
+metadata breaks the import check and the commands below, and `pip check` verifies every declared
+range against what is installed.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import venv
 import zipfile
 from email.parser import Parser
@@ -68,7 +73,28 @@ def environment(wheel, tmp_path_factory) -> dict[str, str]:
     prefix = tmp_path_factory.mktemp("venv")
     venv.create(prefix, with_pip=True)
     python = prefix / "bin" / "python"
-    _run(python, "-m", "pip", "install", "--quiet", "--no-compile", "--no-index", "--find-links", WHEELHOUSE, wheel)
+    plan = prefix / "resolution.json"
+    _run(python, "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed", "--no-index",
+         "--find-links", WHEELHOUSE, "--report", plan, f"{wheel}[slurm]")  # the lock has the slurm extra
+    resolved = {_normalized(item["metadata"]["name"]): item["metadata"]["version"]
+                for item in json.loads(plan.read_text())["install"]}
+    pinned = {_normalized(re.split(r"[\s;<>=!~\[(]", line)[0]) for line in
+              (ROOT / "requirements.txt").read_text().splitlines() if line.strip() and not line.startswith("#")}
+    off_lock = {name: (resolved.get(name), importlib.metadata.version(name)) for name in pinned
+                if resolved.get(name) != importlib.metadata.version(name)}
+    assert not off_lock, f"the wheel's dependencies resolve off the tested lock (resolved, locked): {off_lock}"
+    site = next((prefix / "lib").glob("python*/site-packages"))
+    (site / "tested-lock.pth").write_text(f"{sysconfig.get_paths()['purelib']}\n")
+    for path in WHEELHOUSE.glob("*.whl"):  # the files the resolved wheels put beside the code (the kernel spec)
+        name, version = path.name.split("-")[:2]
+        if resolved.get(_normalized(name)) == version:
+            with zipfile.ZipFile(path) as archive:
+                data = f"{name}-{version}.data/data/"
+                for member in (m for m in archive.namelist() if m.startswith(data) and not m.endswith("/")):
+                    target = prefix / member.removeprefix(data)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(archive.read(member))
+    _run(python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", wheel)
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "TF_CPP_MIN_LOG_LEVEL", "ECGKERAS_QUIET", "VIRTUAL_ENV")}
     env.update(PATH=f"{prefix / 'bin'}{os.pathsep}{env['PATH']}", ECGKERAS_CACHE=str(prefix / "cache"))
