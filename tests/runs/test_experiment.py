@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import papermill
 import pytest
-from helpers import CROP, SMALL_MODEL
+from helpers import CROP, TINY_MODEL
 
 from ecgkeras import EcgkerasError
 from ecgkeras.models import build_model
@@ -53,8 +53,8 @@ def test_a_model_learns_the_synthetic_classes(learned_run):
 @pytest.mark.slow
 def test_same_seed_gives_identical_metrics(synthetic_ptbxl, tmp_path):
     def metrics(seed, name):
-        config = RunConfig.from_parameters(data_dir=str(synthetic_ptbxl), architecture="cnn-gru", epochs=2,
-                                           batch_size=32, seed=seed, bootstrap_resamples=0, **SMALL_MODEL)
+        config = RunConfig.from_parameters(data_dir=str(synthetic_ptbxl), architecture="cnn-gru", epochs=1,
+                                           batch_size=32, seed=seed, bootstrap_resamples=0, **TINY_MODEL)
         run = run_experiment(config, tmp_path / name, progress=False)
         return {split: {policy: run.metrics(split, policy) for policy in ("tuned", "fixed")} for split in ("val", "test")}
 

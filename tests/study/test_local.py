@@ -62,18 +62,18 @@ def _kernels_of(pid: int) -> list[int]:
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_a_study_in_seconds_and_the_next_invocation_finishes_it(synthetic_ptbxl, tmp_path):
-    out = tmp_path / "study"
-    args = ["study", "--data-dir", str(synthetic_ptbxl), "--out", str(out), *tiny_args(epochs=2),
-            "--architectures", "cnn", "--seeds", "0", "1"]
-    study = ecgkeras(*args)
+def test_ctrl_c_stops_a_study_in_seconds_and_the_next_invocation_finishes_it(tiny_study_copy, synthetic_ptbxl):
+    out = tiny_study_copy  # cnn/seed-0 is complete: the study goes straight to seed 1
+    args = ["study", "--data-dir", str(synthetic_ptbxl), "--out", str(out), *tiny_args(), "--architectures", "cnn",
+            "--seeds", "0", "1"]
     first, second = grid(out, ["cnn"], [0, 1])
+    kept = (first / "metrics.json").stat().st_mtime_ns
+    study = ecgkeras(*args)
     deadline = time.monotonic() + 300
-    while not (is_complete(first) and lock_path(second).exists()) and time.monotonic() < deadline:
+    while not lock_path(second).exists() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert study.poll() is None, "the study ended before the second run started"
     time.sleep(3)  # the second run's kernel is starting or training
-    kept = (first / "metrics.json").stat().st_mtime_ns
     signalled = time.monotonic()
     study.send_signal(signal.SIGINT)
     rc, _, stderr = finish(study, timeout=60)
@@ -83,7 +83,7 @@ def test_ctrl_c_stops_a_study_in_seconds_and_the_next_invocation_finishes_it(syn
     assert not _kernels_of(study.pid)
     assert lock_owner(second) is None and not is_complete(second)
     assert (first / "metrics.json").stat().st_mtime_ns == kept
-    result = run_study(synthetic_ptbxl, out, architectures=["cnn"], seeds=[0, 1], parameters={**TINY, "epochs": 2},
+    result = run_study(synthetic_ptbxl, out, architectures=["cnn"], seeds=[0, 1], parameters=TINY,
                        aggregate=False)  # the next invocation
     assert result.completed == [second] and result.skipped == [first]
     assert (first / "metrics.json").stat().st_mtime_ns == kept and is_complete(second)

@@ -8,7 +8,7 @@ import signal
 import time
 
 import pytest
-from helpers import TINY, TINY_ARGS, TINY_RUN, ecgkeras, finish, listing, refused, run_cli, run_main, tiny_args
+from helpers import TINY, TINY_ARGS, ecgkeras, finish, listing, refused, run_cli, run_main, tiny_args
 
 from ecgkeras import EcgkerasError
 from ecgkeras.report.aggregate import run_study
@@ -71,16 +71,16 @@ def test_a_read_only_study_folder_is_a_one_line_error(read_only_dir, synthetic_p
 
 
 @pytest.mark.slow
-def test_a_study_redoes_an_unreadable_record_and_ignores_a_broken_study_file(synthetic_ptbxl, tmp_path):
-    out = tmp_path / "study"
-    first = run_study(synthetic_ptbxl, out, architectures=["cnn"], parameters=TINY_RUN, aggregate=False)
-    assert len(first.completed) == 1
+def test_a_study_redoes_an_unreadable_record_and_ignores_a_broken_study_file(tiny_study_copy, synthetic_ptbxl):
+    out = tiny_study_copy
+    kept = (out / "cnn-gru" / "seed-0" / RECORD_FILE).read_bytes()
     (out / "cnn" / "seed-0" / RECORD_FILE).write_text("{}")
     (out / "study.json").write_text("")
-    again = run_study(synthetic_ptbxl, out, architectures=["cnn"], parameters=TINY_RUN, aggregate=False)
+    again = run_study(synthetic_ptbxl, out, architectures=["cnn", "cnn-gru"], parameters=TINY, aggregate=False)
     assert [path.parent.name for path in again.completed] == ["cnn"] and load_run(out / "cnn" / "seed-0")
+    assert (out / "cnn-gru" / "seed-0" / RECORD_FILE).read_bytes() == kept
     described = json.loads((out / "study.json").read_text())
-    assert [group["runs"] for group in described["configurations"]] == [["cnn/seed-0"]]
+    assert [group["runs"] for group in described["configurations"]] == [["cnn/seed-0", "cnn-gru/seed-0"]]
 
 
 @pytest.mark.slow
