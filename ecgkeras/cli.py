@@ -154,12 +154,14 @@ def _aggregate(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
+    from ecgkeras.data.records import describe_conversions
     from ecgkeras.runs.inference import predict_ecg
 
     table = predict_ecg(args.run, args.ecg)
     predicted = table[table["predicted"]]
     print(f"{args.ecg}: " + (", ".join(f"{row['class']} ({row['probability']:.2f})"
                                           for _, row in predicted.iterrows()) or "no class above its threshold"))
+    print(f"conversions: {describe_conversions(table.attrs['conversions'])}")
     print(table.head(args.top).to_string(index=False, float_format="%.3f"))
 
 

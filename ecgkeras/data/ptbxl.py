@@ -318,40 +318,74 @@ def record_name(path: str | Path) -> Path:
     return path.with_suffix("") if path.suffix in (".hea", ".dat") else path
 
 
-def read_ecg(path: str | Path, sampling_rate: int) -> np.ndarray:
-    """One WFDB record as float32 (time, 12) in mV, checked against its header."""
+def read_wfdb(path: str | Path, fix: str = "re-download PTB-XL or regenerate the dataset"):
+    """One WFDB record's header and its samples in the header's units, float32 (time, channels), checked.
+
+    The signal file is the header's: a `.dat` (any WFDB format) or the Challenge's `.mat` (a MATLAB
+    array `val`, channels x samples, read with scipy whatever its MATLAB version). `fix` ends the errors.
+    """
     path = Path(path)
-    header = path.parent / f"{path.name}.hea"  # not with_suffix: a record name may contain dots
-    if not header.is_file():
-        raise EcgkerasError(f"record file missing: {header}; re-download PTB-XL or regenerate the dataset")
+    header_file = path.parent / f"{path.name}.hea"  # not with_suffix: a record name may contain dots
+    if not header_file.is_file():
+        raise EcgkerasError(f"record file missing: {header_file}; {fix}")
+    try:
+        header = wfdb.rdheader(str(path))
+    except Exception as exc:  # wfdb raises ValueError/IndexError/... on broken files
+        raise EcgkerasError(f"{header_file} is not a readable WFDB header ({' '.join(str(exc).split())}): give "
+                            "a WFDB record (a .hea header and the signal file it names)") from exc
+    files = set(header.file_name or [])
+    if files and all(str(name).lower().endswith(".mat") for name in files):
+        return header, _read_mat(path.parent / sorted(files)[0], header, fix)
     try:
         record = wfdb.rdrecord(str(path), physical=False)
     except FileNotFoundError as exc:  # the signal file its header names
-        raise EcgkerasError(f"record file missing: {exc.filename}; re-download PTB-XL or regenerate "
-                            "the dataset") from exc
-    except Exception as exc:  # wfdb raises ValueError/IndexError/... on broken files
-        try:
-            wfdb.rdheader(str(path))  # only on failure: which file is broken, the header or the signal file
-        except Exception:
-            raise EcgkerasError(f"{header} is not a readable WFDB header ({' '.join(str(exc).split())}): give "
-                                "a WFDB record (a .hea header and the signal file it names)") from exc
+        raise EcgkerasError(f"record file missing: {exc.filename}; {fix}") from exc
+    except Exception as exc:
         raise EcgkerasError(f"cannot read record {path}.dat ({exc}): the file is truncated or does "
-                            "not match its header; re-download it") from exc
-    if record.fs != sampling_rate:
-        raise EcgkerasError(f"record {path} is sampled at {record.fs:g} Hz, not {sampling_rate} Hz; "
-                            "pass the matching sampling_rate")
-    names = tuple(name.upper() for name in record.sig_name)
-    if names != LEADS:
-        raise EcgkerasError(f"record {path}.hea has leads {names}, expected PTB-XL's {LEADS}")
-    if record.d_signal.shape != (record.sig_len, len(LEADS)):
+                            f"not match its header; {fix}") from exc
+    if record.d_signal.shape != (record.sig_len, record.n_sig):
         raise EcgkerasError(f"record {path}.dat holds {record.d_signal.shape[0]} samples but its header "
-                            f"says {record.sig_len}; re-download it")
+                            f"says {record.sig_len}; {fix}")
     if record.checksum is not None and record.calc_checksum() != record.checksum:
         raise EcgkerasError(f"record {path}.dat does not match the checksums in its header "
-                            "(corrupt file); re-download it")
+                            f"(corrupt file); {fix}")
     signal = record.dac(return_res=32)
     if not np.isfinite(signal).all():
         raise EcgkerasError(f"record {path}.dat contains non-finite samples; exclude or repair it")
+    return header, signal
+
+
+def _read_mat(path: Path, header, fix: str) -> np.ndarray:
+    """The Challenge's signal file: `val` (channels x samples, digital) scaled by the header's gains."""
+    from scipy.io import loadmat
+
+    if not path.is_file():
+        raise EcgkerasError(f"record file missing: {path}; {fix}")
+    try:
+        digital = np.asarray(loadmat(path)["val"], dtype=np.float64)
+    except Exception as exc:  # scipy: ValueError, KeyError (no val), TypeError ...
+        raise EcgkerasError(f"cannot read {path} ({type(exc).__name__}: {' '.join(str(exc).split())}): the "
+                            f"Challenge's .mat holds the array 'val' (leads x samples); {fix}") from None
+    if digital.ndim != 2 or digital.shape != (header.n_sig, header.sig_len):
+        raise EcgkerasError(f"{path} holds an array of shape {digital.shape}, its header says {header.n_sig} "
+                            f"leads x {header.sig_len} samples; {fix}")
+    gain = np.asarray(header.adc_gain, dtype=np.float64)
+    baseline = np.asarray(header.baseline, dtype=np.float64)
+    signal = ((digital.T - baseline) / np.where(gain == 0, 200.0, gain)).astype(np.float32)  # WFDB: gain 0 means 200
+    if not np.isfinite(signal).all():
+        raise EcgkerasError(f"{path} contains non-finite samples; exclude or repair it")
+    return signal
+
+
+def read_ecg(path: str | Path, sampling_rate: int) -> np.ndarray:
+    """One PTB-XL record as float32 (time, 12) in mV, checked against its header (rate and leads as PTB-XL's)."""
+    header, signal = read_wfdb(path)
+    if header.fs != sampling_rate:
+        raise EcgkerasError(f"record {path} is sampled at {header.fs:g} Hz, not {sampling_rate} Hz; "
+                            "pass the matching sampling_rate")
+    names = tuple(name.upper() for name in header.sig_name)
+    if names != LEADS:
+        raise EcgkerasError(f"record {path}.hea has leads {names}, expected PTB-XL's {LEADS}")
     return signal
 
 
