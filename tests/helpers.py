@@ -253,3 +253,26 @@ def write_ecg_copy(source: Path, out_dir: Path, name: str, rate: float | None = 
                     fmt=header["fmt"], adc_gain=header["adc_gain"], baseline=header["baseline"],
                     comments=header["comments"], write_dir=str(out_dir))
     return out_dir / name
+
+
+def write_challenge_copy(ptbxl: Path, out_dir: Path, ecg_ids=None, rates=(None,), mat: bool = True,
+                         folds: bool = False) -> Path:
+    """PTB-XL records (all, or `ecg_ids`) in the Challenge format under `out_dir`: named by ecg_id (E00009),
+    leads renamed and reordered, resampled to `rates` in turn (None: as they are), `#Dx` from their SCP
+    codes through the inverse of `DX_TO_PTBXL` (plus 426783006, sinus rhythm, for PTB-XL's SR), `#Age`,
+    `#Sex`, `#Patient`, and with `folds` PTB-XL's strat_fold as `#Fold`."""
+    from ecgkeras.data.challenge import DX_TO_PTBXL
+    from ecgkeras.data.ptbxl import read_database
+
+    snomed = {}
+    for code, mapped in DX_TO_PTBXL.items():
+        snomed.setdefault(mapped.statement, code)
+    meta = read_database(ptbxl)
+    for k, (ecg_id, row) in enumerate(meta.loc[list(ecg_ids) if ecg_ids is not None else meta.index].iterrows()):
+        codes = [snomed[code] for code in row["scp_codes"] if code in snomed] + (["426783006"] if "SR" in row["scp_codes"] else [])
+        comments = [f"Age: {row['age']:g}", f"Sex: {'Male' if row['sex'] == 0 else 'Female'}",
+                    f"Dx: {','.join(codes) or '426783006'}", f"Patient: {row['patient_id']:g}", "Rx: Unknown"]
+        comments += [f"Fold: {row['strat_fold']}"] if folds else []
+        write_ecg_copy(ptbxl / row["filename_lr"], out_dir, f"E{ecg_id:05d}", rates[k % len(rates)], mat=mat,
+                       comments=comments)
+    return out_dir

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, NamedTuple
+from typing import BinaryIO, Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -389,14 +389,24 @@ def read_ecg(path: str | Path, sampling_rate: int) -> np.ndarray:
     return signal
 
 
+class RecordReader(NamedTuple):
+    """How a dataset's records become signals: `read(path)` -> float32 (time, 12); `kind` names it in the cache
+    key (None: PTB-XL's own); `suffixes` are the files whose size and time the cache's manifest checks."""
+
+    kind: str | None
+    read: Callable[[Path], np.ndarray]
+    suffixes: tuple[str, ...] = (".hea", ".dat")
+
+
 def iter_ecgs(data_dir: str | Path, filenames: list[str], sampling_rate: int,
-                 n_jobs: int | None = None, progress: bool = True) -> Iterator[np.ndarray]:
-    """Each record of `filenames` in order, checked to be as long as the first.
+                 n_jobs: int | None = None, progress: bool = True,
+                 read: Callable[[Path], np.ndarray] | None = None) -> Iterator[np.ndarray]:
+    """Each record of `filenames` in order (read with `read`, default `read_ecg`), checked to be as long as the first.
 
     Serial by default (`DEFAULT_READ_JOBS`); `n_jobs` > 1 reads in that many threads.
     """
     paths = [Path(data_dir) / name for name in filenames]
-    read = partial(read_ecg, sampling_rate=sampling_rate)
+    read = read or partial(read_ecg, sampling_rate=sampling_rate)
     with contextlib.ExitStack() as stack:
         signals: Iterable[np.ndarray] = map(read, paths)
         if (n_jobs or DEFAULT_READ_JOBS) > 1:
@@ -409,15 +419,16 @@ def iter_ecgs(data_dir: str | Path, filenames: list[str], sampling_rate: int,
             length = length or signal.shape[0]
             if signal.shape[0] != length:
                 raise EcgkerasError(f"record {path} has {signal.shape[0]} samples, {paths[0]} has {length}; "
-                                    "PTB-XL records are all 10 s long")
+                                    "the records of a dataset must be equally long (PTB-XL's are all 10 s)")
             yield signal
 
 
 def read_signals(data_dir: str | Path, filenames: list[str], sampling_rate: int,
-                 n_jobs: int | None = None, progress: bool = True) -> np.ndarray:
+                 n_jobs: int | None = None, progress: bool = True,
+                 read: Callable[[Path], np.ndarray] | None = None) -> np.ndarray:
     """Read records into one in-memory float32 array (records, time, 12), filled as they are read."""
     signals = None
-    for i, signal in enumerate(iter_ecgs(data_dir, filenames, sampling_rate, n_jobs, progress)):
+    for i, signal in enumerate(iter_ecgs(data_dir, filenames, sampling_rate, n_jobs, progress, read)):
         if signals is None:
             signals = np.empty((len(filenames), *signal.shape), np.float32)
         signals[i] = signal
@@ -462,18 +473,18 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("ECGKERAS_CACHE", Path.home() / ".cache" / "ecgkeras"))
 
 
-def _dataset_key(data_dir: Path, filenames: list[str], sampling_rate: int) -> str:
-    """Which signal array a cache folder holds: the resolved data folder, the record list and the rate."""
-    identity = [CACHE_FORMAT, str(data_dir.resolve()), sampling_rate, filenames]
+def _dataset_key(data_dir: Path, filenames: list[str], sampling_rate: int, kind: str | None = None) -> str:
+    """Which signal array a cache folder holds: the resolved data folder, the record list, the rate (and the reader)."""
+    identity = [CACHE_FORMAT, str(data_dir.resolve()), sampling_rate, filenames, *([kind] if kind else [])]
     return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
 
 
-def _records_fingerprint(data_dir: Path, filenames: list[str]) -> str:
-    """Size and modification time of every record's two files (one stat each), hashed."""
+def _records_fingerprint(data_dir: Path, filenames: list[str], suffixes: tuple[str, ...] = (".hea", ".dat")) -> str:
+    """Size and modification time of every record's files (one stat each), hashed."""
     digest = hashlib.sha256()
     folder = os.path.join(data_dir, "")
     for name in filenames:
-        for suffix in (".hea", ".dat"):  # plain strings: pathlib would take longer than the stats
+        for suffix in suffixes:  # plain strings: pathlib would take longer than the stats
             try:
                 stat = os.stat(f"{folder}{name}{suffix}")
                 digest.update(f"{stat.st_size} {stat.st_mtime_ns};".encode())
@@ -553,20 +564,21 @@ def _write_cache(records: Iterator[np.ndarray], n_records: int, signals_path: Pa
 
 def load_signals(data_dir: str | Path, filenames: list[str], sampling_rate: int,
                  cache_dir: str | Path | None = None, use_cache: bool = True,
-                 n_jobs: int | None = None, progress: bool = True) -> np.ndarray:
-    """Signals of `filenames`: the cache's read-only memory map when valid, else read with wfdb
-    straight into the cache (or, with `use_cache=False`, into memory)."""
+                 n_jobs: int | None = None, progress: bool = True, reader: RecordReader | None = None) -> np.ndarray:
+    """Signals of `filenames`: the cache's read-only memory map when valid, else read with wfdb (through
+    `reader`, default PTB-XL's `read_ecg`) straight into the cache (or, with `use_cache=False`, into memory)."""
     data_dir = Path(data_dir)
+    reader = reader or RecordReader(None, partial(read_ecg, sampling_rate=sampling_rate))
     if not use_cache:
-        return read_signals(data_dir, filenames, sampling_rate, n_jobs, progress)
-    key = _dataset_key(data_dir, filenames, sampling_rate)
-    fingerprint = _records_fingerprint(data_dir, filenames)
+        return read_signals(data_dir, filenames, sampling_rate, n_jobs, progress, reader.read)
+    key = _dataset_key(data_dir, filenames, sampling_rate, reader.kind)
+    fingerprint = _records_fingerprint(data_dir, filenames, reader.suffixes)
     signals_path, manifest_path = _cache_paths(Path(cache_dir or default_cache_dir()), key, sampling_rate)
     cached = _read_cache(signals_path, manifest_path, key, fingerprint)
     if cached is not None:
         log.info("signals from cache %s", signals_path)
         return cached
-    records = iter_ecgs(data_dir, filenames, sampling_rate, n_jobs, progress)
+    records = iter_ecgs(data_dir, filenames, sampling_rate, n_jobs, progress, reader.read)
     _write_cache(records, len(filenames), signals_path, manifest_path, key, fingerprint)
     return np.load(signals_path, mmap_mode="r")
 
