@@ -122,7 +122,7 @@ def describe_conversions(conversions: dict[str, Any]) -> str:
     if isinstance(conversions.get("leads"), dict):
         parts.append("leads renamed " + ", ".join(f"{old}->{new}" for new, old in conversions["leads"].items()))
     elif conversions.get("leads"):
-        parts.append("leads reordered")
+        parts.append(f"leads {conversions['leads']}")
     if conversions.get("ignored_channels"):
         parts.append(f"channels left out: {', '.join(conversions['ignored_channels'])}")
     if conversions.get("units"):

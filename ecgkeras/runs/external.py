@@ -42,7 +42,8 @@ def input_conversions(run: RunRecord, data: PTBXL) -> dict[str, Any]:
                                    "sampling_rate": data.sampling_rate, "windows": windows_note(run, data.X.shape[1])}
     if set(rates) != {float(data.sampling_rate)}:
         conversions["resampling"] = f"to {data.sampling_rate} Hz with scipy.signal.resample_poly"
-    if duration := getattr(data, "duration", None):
+    if duration := getattr(data, "duration", None):  # Challenge format (ecgkeras.data.challenge)
+        conversions["leads"] = "matched by name (any spelling and order), in mV"
         conversions["duration"] = f"first {duration:g} s of each record"
     return conversions
 
