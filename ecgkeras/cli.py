@@ -1,4 +1,4 @@
-"""Command line: `ecgkeras [--verbose] {download,synth,architectures,parameters,notebooks,study,status,aggregate,report,predict,explain}`."""
+"""Command line: `ecgkeras [--verbose] {download,synth,architectures,parameters,notebooks,study,status,aggregate,report,predict,explain,evaluate,finetune}`."""
 
 from __future__ import annotations
 
@@ -154,12 +154,14 @@ def _aggregate(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
+    from ecgkeras.data.records import describe_conversions
     from ecgkeras.runs.inference import predict_ecg
 
     table = predict_ecg(args.run, args.ecg)
     predicted = table[table["predicted"]]
     print(f"{args.ecg}: " + (", ".join(f"{row['class']} ({row['probability']:.2f})"
                                           for _, row in predicted.iterrows()) or "no class above its threshold"))
+    print(f"conversions: {describe_conversions(table.attrs['conversions'])}")
     print(table.head(args.top).to_string(index=False, float_format="%.3f"))
 
 
@@ -173,6 +175,36 @@ def _explain(args: argparse.Namespace) -> None:
     if explanation.left_out:
         print(f"also predicted, not drawn: {', '.join(explanation.left_out)}; draw them with "
               f"--classes {' '.join(explanation.left_out)}")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from ecgkeras.data.records import describe_conversions
+    from ecgkeras.runs.external import evaluate_external, external_path, per_class_frame, write_external
+
+    evaluation = evaluate_external(args.run, args.data_dir)
+    path = write_external(evaluation, args.out or external_path(args.run, args.data_dir))
+    metrics = evaluation["metrics"]["tuned"]
+    print(f"{args.data_dir}: {evaluation['n_records']} records, {len(evaluation['classes'])} shared classes "
+          f"(thresholds tuned on the run's validation fold); input: {describe_conversions(evaluation['conversions'])}")
+    for name in ("macro_auroc", "macro_auprc", "micro_f1", "macro_f1", "hamming_loss"):
+        low, high = metrics["ci95"].get(name, (float("nan"), float("nan")))
+        print(f"  {name:<14} {metrics[name]:.3f}  [95% {low:.3f}, {high:.3f}]")
+    print(per_class_frame(evaluation, "tuned").to_string(float_format="%.3f"))
+    if evaluation["classes_not_in_data"]:
+        print(f"not scored (no counterpart in the data): {', '.join(evaluation['classes_not_in_data'])}")
+    print(f"written: {path}")
+
+
+def _finetune(args: argparse.Namespace) -> None:
+    from ecgkeras.study.finetune import finetune
+    from ecgkeras.study.request import parse_parameters
+
+    run = finetune(args.run, args.data_dir, args.out, parse_parameters(args.param, {"epochs": args.epochs}),
+                   args.freeze_epochs)
+    tuned = run.metrics("test")
+    print(f"fine-tuned run {run.run_dir} (parent {run.parent['run_dir']}"
+          f"{', new head' if run.parent['new_head'] else ''}): test macro-AUPRC {tuned['macro_auprc']:.3f}, "
+          f"{len(run.classes)} classes")
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -278,6 +310,24 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--method", help="integrated_gradients, gradient_x_input or grad_cam (default: the "
                                           "most faithful in benchmarks/RESULTS.md)")
     explain.set_defaults(handler=_explain)
+
+    evaluate = commands.add_parser("evaluate", help="external validation of a run on another labelled dataset")
+    evaluate.add_argument("--run", type=Path, required=True, help="a complete run folder")
+    evaluate.add_argument("--data-dir", type=Path, required=True,
+                          help="Challenge-format records (.hea with #Dx, and .mat or .dat) or a PTB-XL folder")
+    evaluate.add_argument("--out", type=Path, help="result JSON (default: RUN_DIR/external/<data folder>.json)")
+    evaluate.set_defaults(handler=_evaluate)
+
+    tune = commands.add_parser("finetune", help="a new run initialised from a trained run, on another dataset")
+    tune.add_argument("--run", type=Path, required=True, help="the parent: a complete run folder")
+    tune.add_argument("--data-dir", type=Path, required=True,
+                      help="Challenge-format records (.hea with #Dx, and .mat or .dat) or a PTB-XL folder")
+    tune.add_argument("--out", type=Path, required=True, help="the new run folder")
+    tune.add_argument("--epochs", type=int)
+    tune.add_argument("--freeze-epochs", type=int, default=0, help="first epochs with the conv front-end frozen")
+    tune.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                      help="run parameter (JSON value) to change, e.g. -p learning_rate 0.0001")
+    tune.set_defaults(handler=_finetune)
 
     report = commands.add_parser("report", help="a static HTML site of a study (opens without a server)")
     report.add_argument("study_dir", type=Path)

@@ -32,7 +32,7 @@ from matplotlib.patches import Patch
 
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.report.ecg import GRID, plot_ecg
-from ecgkeras.runs.inference import ecg_input, predict_ecg
+from ecgkeras.runs.inference import ecg_input, model_window, predict_ecg
 from ecgkeras.runs.record import RunRecord, load_run
 from ecgkeras.training import window_starts
 
@@ -58,8 +58,7 @@ class Classifier:
 
     @classmethod
     def from_run(cls, run: RunRecord) -> "Classifier":
-        training = run.config.training
-        return cls(run.load_model(), training.crop_length, training.window_stride)
+        return cls(run.load_model(), model_window(run), run.config.training.window_stride)
 
     def __call__(self, X: tf.Tensor) -> tf.Tensor:
         length = X.shape[1]
@@ -214,12 +213,12 @@ def explain_ecg(run_dir: str | Path, record: str | Path, classes: Sequence[str] 
     if method not in METHODS:
         raise EcgkerasError(f"unknown attribution method {method!r}: use one of {', '.join(METHODS)}")
     run = load_run(run_dir)
-    signal, X = ecg_input(run, record)
+    ecg, X = ecg_input(run, record)
     table = predict_ecg(run_dir, record)
     chosen, left_out = _chosen_classes(table, classes, run)
     classifier = Classifier.from_run(run)
     attributions = {name: attribute(classifier, X[0], run.classes.index(name), method) for name in chosen}
-    return Explanation(Path(record), _run_name(run), signal, run.config.sampling_rate, table, attributions, method,
+    return Explanation(Path(record), _run_name(run), ecg.signal, run.config.sampling_rate, table, attributions, method,
                        left_out)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from helpers import CROP, SMALL_MODEL, STRIDE, TINY, TINY_ARGS, TINY_RUN, write_run
+from helpers import CROP, SMALL_MODEL, STRIDE, TINY, TINY_ARGS, TINY_RUN, write_challenge_copy, write_run
 
 from ecgkeras.quiet import QUIET_ENV
 
@@ -217,3 +217,20 @@ def read_only_dir(tmp_path) -> Path:
         folder.chmod(0o555)
         yield folder
         folder.chmod(0o755)
+
+
+@pytest.fixture(scope="session")
+def challenge_subset(real_ptbxl, tmp_path_factory) -> Path:
+    """The real PTB-XL subset in the Challenge format (.mat, leads renamed and reordered, #Dx from its SCP codes),
+    resampled in turn to 250, 257, 360 and 1000 Hz; no folds given. Read-only."""
+    return built_once(tmp_path_factory, "challenge-subset", lambda folder: write_challenge_copy(
+        real_ptbxl, folder / "challenge", rates=(250, 257, 360, 1000)))
+
+
+@pytest.fixture(scope="session")
+def challenge_test_fold(real_run, real_ptbxl, tmp_path_factory) -> Path:
+    """The test-fold records of `real_run` in the Challenge format at their own rate (leads renamed and
+    reordered, .mat), so that external validation on them can reproduce the run's test fold. Read-only."""
+    ids = [int(ecg_id) for ecg_id in real_run.predictions["test_ecg_ids"]]
+    return built_once(tmp_path_factory, "challenge-test-fold", lambda folder: write_challenge_copy(
+        real_ptbxl, folder / "challenge", ecg_ids=ids))

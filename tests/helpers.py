@@ -210,3 +210,69 @@ def write_run(run_dir, arch, seed, data_dir, ecg_ids=ECG_IDS, synthetic=False):
         for name in ("metadata.json", "config.json", "model.weights.h5"):
             model.writestr(name, "{}")
     (run_dir / "metrics.json").write_text(json.dumps(record, indent=2))
+
+
+# --------------------------------------------------------------------------- ECGs in other forms (Challenge format)
+
+CHALLENGE_LEADS = ["V1", "V2", "V3", "V4", "V5", "V6", "i", "ii", "iii", "aVR", "aVL", "aVF"]  # renamed, reordered
+
+
+def write_ecg_copy(source: Path, out_dir: Path, name: str, rate: float | None = None, leads=CHALLENGE_LEADS,
+                   unit: str = "mV", mat: bool = True, comments: list[str] | None = None) -> Path:
+    """A copy of the WFDB record `source` as `out_dir/name`: resampled to `rate` (scipy's resample_poly),
+    its leads renamed and reordered as `leads` (names as in PTB-XL's order, e.g. 'i' for I), samples in
+    `unit` (mV, uV, or any other text written as is), signal in a Challenge `.mat` (MATLAB v4 `val`,
+    header "16+24") or a `.dat`, with header `comments` (#Age, #Sex, #Dx ...). Returns the record path."""
+    import wfdb
+    from scipy.io import savemat
+    from scipy.signal import resample_poly
+
+    from ecgkeras.data.ptbxl import LEADS
+    from ecgkeras.data.records import canonical_lead, resampling_factors
+
+    record = wfdb.rdrecord(str(source))
+    signal, fs = record.p_signal, record.fs
+    if rate is not None and rate != fs:
+        signal, fs = resample_poly(signal, *resampling_factors(fs, rate), axis=0), rate
+    order = [LEADS.index(canonical_lead(lead) or lead) for lead in leads]
+    scale = 1000.0 if unit == "uV" else 1.0
+    gain = 1000.0 / scale  # 1 uV steps whatever the unit
+    digital = np.round(signal[:, order] * scale * gain).astype(np.int16)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    header = {"record_name": name, "n_sig": len(order), "fs": fs, "sig_len": len(digital),
+              "fmt": ["16"] * len(order), "adc_gain": [gain] * len(order), "baseline": [0] * len(order),
+              "units": [unit] * len(order), "sig_name": list(leads), "comments": comments or []}
+    if mat:
+        savemat(out_dir / f"{name}.mat", {"val": digital.T}, format="4")
+        wfdb.Record(**header, file_name=[f"{name}.mat"] * len(order), byte_offset=[24] * len(order),
+                    adc_res=[16] * len(order), adc_zero=[0] * len(order), init_value=digital[0].tolist(),
+                    checksum=[int(value) for value in (digital.astype(np.int64).sum(axis=0) & 0xFFFF)],
+                    block_size=[0] * len(order)).wrheader(write_dir=str(out_dir))
+    else:
+        wfdb.wrsamp(name, fs=fs, units=header["units"], sig_name=header["sig_name"], d_signal=digital,
+                    fmt=header["fmt"], adc_gain=header["adc_gain"], baseline=header["baseline"],
+                    comments=header["comments"], write_dir=str(out_dir))
+    return out_dir / name
+
+
+def write_challenge_copy(ptbxl: Path, out_dir: Path, ecg_ids=None, rates=(None,), mat: bool = True,
+                         folds: bool = False) -> Path:
+    """PTB-XL records (all, or `ecg_ids`) in the Challenge format under `out_dir`: named by ecg_id (E00009),
+    leads renamed and reordered, resampled to `rates` in turn (None: as they are), `#Dx` from their SCP
+    codes through the inverse of `DX_TO_PTBXL` (plus 426783006, sinus rhythm, for PTB-XL's SR), `#Age`,
+    `#Sex`, `#Patient`, and with `folds` PTB-XL's strat_fold as `#Fold`."""
+    from ecgkeras.data.challenge import DX_TO_PTBXL
+    from ecgkeras.data.ptbxl import read_database
+
+    snomed = {}
+    for code, mapped in DX_TO_PTBXL.items():
+        snomed.setdefault(mapped.statement, code)
+    meta = read_database(ptbxl)
+    for k, (ecg_id, row) in enumerate(meta.loc[list(ecg_ids) if ecg_ids is not None else meta.index].iterrows()):
+        codes = [snomed[code] for code in row["scp_codes"] if code in snomed] + (["426783006"] if "SR" in row["scp_codes"] else [])
+        comments = [f"Age: {row['age']:g}", f"Sex: {'Male' if row['sex'] == 0 else 'Female'}",
+                    f"Dx: {','.join(codes) or '426783006'}", f"Patient: {row['patient_id']:g}", "Rx: Unknown"]
+        comments += [f"Fold: {row['strat_fold']}"] if folds else []
+        write_ecg_copy(ptbxl / row["filename_lr"], out_dir, f"E{ecg_id:05d}", rates[k % len(rates)], mat=mat,
+                       comments=comments)
+    return out_dir

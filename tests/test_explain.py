@@ -65,8 +65,8 @@ def test_integrated_gradients_add_up_to_the_probability_change(real_run, real_pt
 
 @pytest.mark.slow
 def test_bad_inputs_get_one_line_errors(real_run, real_ptbxl, tmp_path, capsys):
-    with pytest.raises(EcgkerasError, match="500 Hz"):
-        explain_ecg(real_run.run_dir, real_ptbxl / "records500" / "00000" / "00210_hr")
+    resampled = explain_ecg(real_run.run_dir, real_ptbxl / "records500" / "00000" / "00210_hr", method="gradient_x_input")
+    assert resampled.signal.shape == (1000, 12) and resampled.sampling_rate == 100  # 500 Hz read at the run's rate
     with pytest.raises(EcgkerasError, match="unknown class.*NORM"):
         explain_ecg(real_run.run_dir, real_ptbxl / INFERIOR_MI, ["MI"])
     with pytest.raises(EcgkerasError, match="unknown attribution method"):

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, NamedTuple
+from typing import BinaryIO, Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -318,51 +318,95 @@ def record_name(path: str | Path) -> Path:
     return path.with_suffix("") if path.suffix in (".hea", ".dat") else path
 
 
-def read_ecg(path: str | Path, sampling_rate: int) -> np.ndarray:
-    """One WFDB record as float32 (time, 12) in mV, checked against its header."""
+def read_wfdb(path: str | Path, fix: str = "re-download PTB-XL or regenerate the dataset"):
+    """One WFDB record's header and its samples in the header's units, float32 (time, channels), checked.
+
+    The signal file is the header's: a `.dat` (any WFDB format) or the Challenge's `.mat` (a MATLAB
+    array `val`, channels x samples, read with scipy whatever its MATLAB version). `fix` ends the errors.
+    """
     path = Path(path)
-    header = path.parent / f"{path.name}.hea"  # not with_suffix: a record name may contain dots
-    if not header.is_file():
-        raise EcgkerasError(f"record file missing: {header}; re-download PTB-XL or regenerate the dataset")
+    header_file = path.parent / f"{path.name}.hea"  # not with_suffix: a record name may contain dots
+    if not header_file.is_file():
+        raise EcgkerasError(f"record file missing: {header_file}; {fix}")
+    try:
+        header = wfdb.rdheader(str(path))
+    except Exception as exc:  # wfdb raises ValueError/IndexError/... on broken files
+        raise EcgkerasError(f"{header_file} is not a readable WFDB header ({' '.join(str(exc).split())}): give "
+                            "a WFDB record (a .hea header and the signal file it names)") from exc
+    files = set(header.file_name or [])
+    if files and all(str(name).lower().endswith(".mat") for name in files):
+        return header, _read_mat(path.parent / sorted(files)[0], header, fix)
     try:
         record = wfdb.rdrecord(str(path), physical=False)
     except FileNotFoundError as exc:  # the signal file its header names
-        raise EcgkerasError(f"record file missing: {exc.filename}; re-download PTB-XL or regenerate "
-                            "the dataset") from exc
-    except Exception as exc:  # wfdb raises ValueError/IndexError/... on broken files
-        try:
-            wfdb.rdheader(str(path))  # only on failure: which file is broken, the header or the signal file
-        except Exception:
-            raise EcgkerasError(f"{header} is not a readable WFDB header ({' '.join(str(exc).split())}): give "
-                                "a WFDB record (a .hea header and the signal file it names)") from exc
+        raise EcgkerasError(f"record file missing: {exc.filename}; {fix}") from exc
+    except Exception as exc:
         raise EcgkerasError(f"cannot read record {path}.dat ({exc}): the file is truncated or does "
-                            "not match its header; re-download it") from exc
-    if record.fs != sampling_rate:
-        raise EcgkerasError(f"record {path} is sampled at {record.fs:g} Hz, not {sampling_rate} Hz; "
-                            "pass the matching sampling_rate")
-    names = tuple(name.upper() for name in record.sig_name)
-    if names != LEADS:
-        raise EcgkerasError(f"record {path}.hea has leads {names}, expected PTB-XL's {LEADS}")
-    if record.d_signal.shape != (record.sig_len, len(LEADS)):
+                            f"not match its header; {fix}") from exc
+    if record.d_signal.shape != (record.sig_len, record.n_sig):
         raise EcgkerasError(f"record {path}.dat holds {record.d_signal.shape[0]} samples but its header "
-                            f"says {record.sig_len}; re-download it")
+                            f"says {record.sig_len}; {fix}")
     if record.checksum is not None and record.calc_checksum() != record.checksum:
         raise EcgkerasError(f"record {path}.dat does not match the checksums in its header "
-                            "(corrupt file); re-download it")
+                            f"(corrupt file); {fix}")
     signal = record.dac(return_res=32)
     if not np.isfinite(signal).all():
         raise EcgkerasError(f"record {path}.dat contains non-finite samples; exclude or repair it")
+    return header, signal
+
+
+def _read_mat(path: Path, header, fix: str) -> np.ndarray:
+    """The Challenge's signal file: `val` (channels x samples, digital) scaled by the header's gains."""
+    from scipy.io import loadmat
+
+    if not path.is_file():
+        raise EcgkerasError(f"record file missing: {path}; {fix}")
+    try:
+        digital = np.asarray(loadmat(path)["val"], dtype=np.float64)
+    except Exception as exc:  # scipy: ValueError, KeyError (no val), TypeError ...
+        raise EcgkerasError(f"cannot read {path} ({type(exc).__name__}: {' '.join(str(exc).split())}): the "
+                            f"Challenge's .mat holds the array 'val' (leads x samples); {fix}") from None
+    if digital.ndim != 2 or digital.shape != (header.n_sig, header.sig_len):
+        raise EcgkerasError(f"{path} holds an array of shape {digital.shape}, its header says {header.n_sig} "
+                            f"leads x {header.sig_len} samples; {fix}")
+    gain = np.asarray(header.adc_gain, dtype=np.float64)
+    baseline = np.asarray(header.baseline, dtype=np.float64)
+    signal = ((digital.T - baseline) / np.where(gain == 0, 200.0, gain)).astype(np.float32)  # WFDB: gain 0 means 200
+    if not np.isfinite(signal).all():
+        raise EcgkerasError(f"{path} contains non-finite samples; exclude or repair it")
     return signal
 
 
+def read_ecg(path: str | Path, sampling_rate: int) -> np.ndarray:
+    """One PTB-XL record as float32 (time, 12) in mV, checked against its header (rate and leads as PTB-XL's)."""
+    header, signal = read_wfdb(path)
+    if header.fs != sampling_rate:
+        raise EcgkerasError(f"record {path} is sampled at {header.fs:g} Hz, not {sampling_rate} Hz; "
+                            "pass the matching sampling_rate")
+    names = tuple(name.upper() for name in header.sig_name)
+    if names != LEADS:
+        raise EcgkerasError(f"record {path}.hea has leads {names}, expected PTB-XL's {LEADS}")
+    return signal
+
+
+class RecordReader(NamedTuple):
+    """How a dataset's records become signals: `read(path)` -> float32 (time, 12); `kind` names it in the cache
+    key (None: PTB-XL's own); `suffixes` are the files whose size and time the cache's manifest checks."""
+
+    kind: str | None
+    read: Callable[[Path], np.ndarray]
+    suffixes: tuple[str, ...] = (".hea", ".dat")
+
+
 def iter_ecgs(data_dir: str | Path, filenames: list[str], sampling_rate: int,
-                 n_jobs: int | None = None, progress: bool = True) -> Iterator[np.ndarray]:
-    """Each record of `filenames` in order, checked to be as long as the first.
+                 n_jobs: int | None = None, progress: bool = True,
+                 read: Callable[[Path], np.ndarray] | None = None) -> Iterator[np.ndarray]:
+    """Each record of `filenames` in order (read with `read`, default `read_ecg`), checked to be as long as the first.
 
     Serial by default (`DEFAULT_READ_JOBS`); `n_jobs` > 1 reads in that many threads.
     """
     paths = [Path(data_dir) / name for name in filenames]
-    read = partial(read_ecg, sampling_rate=sampling_rate)
+    read = read or partial(read_ecg, sampling_rate=sampling_rate)
     with contextlib.ExitStack() as stack:
         signals: Iterable[np.ndarray] = map(read, paths)
         if (n_jobs or DEFAULT_READ_JOBS) > 1:
@@ -375,15 +419,16 @@ def iter_ecgs(data_dir: str | Path, filenames: list[str], sampling_rate: int,
             length = length or signal.shape[0]
             if signal.shape[0] != length:
                 raise EcgkerasError(f"record {path} has {signal.shape[0]} samples, {paths[0]} has {length}; "
-                                    "PTB-XL records are all 10 s long")
+                                    "the records of a dataset must be equally long (PTB-XL's are all 10 s)")
             yield signal
 
 
 def read_signals(data_dir: str | Path, filenames: list[str], sampling_rate: int,
-                 n_jobs: int | None = None, progress: bool = True) -> np.ndarray:
+                 n_jobs: int | None = None, progress: bool = True,
+                 read: Callable[[Path], np.ndarray] | None = None) -> np.ndarray:
     """Read records into one in-memory float32 array (records, time, 12), filled as they are read."""
     signals = None
-    for i, signal in enumerate(iter_ecgs(data_dir, filenames, sampling_rate, n_jobs, progress)):
+    for i, signal in enumerate(iter_ecgs(data_dir, filenames, sampling_rate, n_jobs, progress, read)):
         if signals is None:
             signals = np.empty((len(filenames), *signal.shape), np.float32)
         signals[i] = signal
@@ -428,18 +473,18 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("ECGKERAS_CACHE", Path.home() / ".cache" / "ecgkeras"))
 
 
-def _dataset_key(data_dir: Path, filenames: list[str], sampling_rate: int) -> str:
-    """Which signal array a cache folder holds: the resolved data folder, the record list and the rate."""
-    identity = [CACHE_FORMAT, str(data_dir.resolve()), sampling_rate, filenames]
+def _dataset_key(data_dir: Path, filenames: list[str], sampling_rate: int, kind: str | None = None) -> str:
+    """Which signal array a cache folder holds: the resolved data folder, the record list, the rate (and the reader)."""
+    identity = [CACHE_FORMAT, str(data_dir.resolve()), sampling_rate, filenames, *([kind] if kind else [])]
     return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
 
 
-def _records_fingerprint(data_dir: Path, filenames: list[str]) -> str:
-    """Size and modification time of every record's two files (one stat each), hashed."""
+def _records_fingerprint(data_dir: Path, filenames: list[str], suffixes: tuple[str, ...] = (".hea", ".dat")) -> str:
+    """Size and modification time of every record's files (one stat each), hashed."""
     digest = hashlib.sha256()
     folder = os.path.join(data_dir, "")
     for name in filenames:
-        for suffix in (".hea", ".dat"):  # plain strings: pathlib would take longer than the stats
+        for suffix in suffixes:  # plain strings: pathlib would take longer than the stats
             try:
                 stat = os.stat(f"{folder}{name}{suffix}")
                 digest.update(f"{stat.st_size} {stat.st_mtime_ns};".encode())
@@ -519,20 +564,21 @@ def _write_cache(records: Iterator[np.ndarray], n_records: int, signals_path: Pa
 
 def load_signals(data_dir: str | Path, filenames: list[str], sampling_rate: int,
                  cache_dir: str | Path | None = None, use_cache: bool = True,
-                 n_jobs: int | None = None, progress: bool = True) -> np.ndarray:
-    """Signals of `filenames`: the cache's read-only memory map when valid, else read with wfdb
-    straight into the cache (or, with `use_cache=False`, into memory)."""
+                 n_jobs: int | None = None, progress: bool = True, reader: RecordReader | None = None) -> np.ndarray:
+    """Signals of `filenames`: the cache's read-only memory map when valid, else read with wfdb (through
+    `reader`, default PTB-XL's `read_ecg`) straight into the cache (or, with `use_cache=False`, into memory)."""
     data_dir = Path(data_dir)
+    reader = reader or RecordReader(None, partial(read_ecg, sampling_rate=sampling_rate))
     if not use_cache:
-        return read_signals(data_dir, filenames, sampling_rate, n_jobs, progress)
-    key = _dataset_key(data_dir, filenames, sampling_rate)
-    fingerprint = _records_fingerprint(data_dir, filenames)
+        return read_signals(data_dir, filenames, sampling_rate, n_jobs, progress, reader.read)
+    key = _dataset_key(data_dir, filenames, sampling_rate, reader.kind)
+    fingerprint = _records_fingerprint(data_dir, filenames, reader.suffixes)
     signals_path, manifest_path = _cache_paths(Path(cache_dir or default_cache_dir()), key, sampling_rate)
     cached = _read_cache(signals_path, manifest_path, key, fingerprint)
     if cached is not None:
         log.info("signals from cache %s", signals_path)
         return cached
-    records = iter_ecgs(data_dir, filenames, sampling_rate, n_jobs, progress)
+    records = iter_ecgs(data_dir, filenames, sampling_rate, n_jobs, progress, reader.read)
     _write_cache(records, len(filenames), signals_path, manifest_path, key, fingerprint)
     return np.load(signals_path, mmap_mode="r")
 

@@ -14,6 +14,8 @@ _HOMES = {
     "experiment": ("run_experiment", "load_dataset", "prepare_splits"),
     "provenance": ("library_versions", "data_provenance", "execution_context"),
     "inference": ("ecg_input", "predict_ecg"),
+    "external": ("evaluate_external",),
+    "finetune": ("finetune_experiment",),
 }
 _LAZY = {name: f"ecgkeras.runs.{module}" for module, names in _HOMES.items() for name in names}
 

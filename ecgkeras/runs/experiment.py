@@ -19,7 +19,13 @@ from ecgkeras.training import predict_probabilities, set_seed, train_model
 
 
 def load_dataset(config: RunConfig, progress: bool = True) -> PTBXL:
-    """The run's data, loaded (and checked) before anything is written."""
+    """The run's data, loaded (and checked) before anything is written: PTB-XL, or a folder of
+    Challenge-format records (`ecgkeras.data.challenge`)."""
+    from ecgkeras.data.challenge import is_challenge_dir, load_challenge
+
+    if not (Path(config.data_dir) / DATABASE_CSV).is_file() and is_challenge_dir(config.data_dir):
+        return load_challenge(config.data_dir, config.sampling_rate, config.label_level, config.train_folds,
+                              config.val_folds, config.test_folds, cache_dir=config.cache_dir, progress=progress)
     return load_ptbxl(config.data_dir, config.sampling_rate, config.label_level, config.train_folds,
                       config.val_folds, config.test_folds, cache_dir=config.cache_dir, progress=progress)
 

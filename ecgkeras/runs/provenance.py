@@ -35,6 +35,10 @@ def library_versions() -> dict[str, str]:
 def data_provenance(data_dir: str | Path) -> dict[str, Any]:
     """Where a run's data came from, decided when it trains: synthetic or PTB-XL, folder, database hash."""
     data_dir = Path(data_dir).resolve()
+    if not (data_dir / DATABASE_CSV).is_file():  # Challenge-format records: the labels are in the headers
+        from ecgkeras.data.challenge import headers_digest
+
+        return {"synthetic": False, "data_dir": str(data_dir), "database_sha256": headers_digest(data_dir)}
     digest = hashlib.sha256()
     with open(data_dir / DATABASE_CSV, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

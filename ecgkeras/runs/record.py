@@ -169,6 +169,12 @@ class RunRecord:
         return {name: value for name, value in self.record["timings"].items() if name not in EPOCH_FIELDS}
 
     @property
+    def parent(self) -> dict[str, Any] | None:
+        """The run this one was fine-tuned from (`ecgkeras finetune`): its folder, classes, new_head,
+        freeze_epochs; None for a run trained from scratch."""
+        return self.record.get("parent")
+
+    @property
     def versions(self) -> dict[str, str]:
         return self.record["versions"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import wfdb
-from helpers import CROP, run_cli_one_line
+from helpers import CROP, run_cli_one_line, write_ecg_copy
 
 from ecgkeras import EcgkerasError
 from ecgkeras.cli import main
@@ -26,9 +26,22 @@ def test_predict_cli_on_a_real_record(real_run, real_ptbxl, capsys):
 
 
 @pytest.mark.slow
-def test_predict_refuses_a_record_at_the_wrong_rate(real_run, real_ptbxl):
-    with pytest.raises(EcgkerasError, match="500 Hz"):
-        predict_ecg(real_run.run_dir, real_ptbxl / "records500" / "00000" / "00009_hr")
+def test_a_record_at_another_rate_with_other_lead_names_predicts_as_the_original(real_run, real_ptbxl, tmp_path,
+                                                                                 capsys):
+    record = real_ptbxl / "records100" / "00000" / "00009_lr"
+    original = predict_ecg(real_run.run_dir, record).set_index("class")["probability"]
+    assert predict_ecg(real_run.run_dir, real_ptbxl / "records500" / "00000" / "00009_hr").attrs[
+        "conversions"]["resampling"].startswith("500 Hz -> 100 Hz")
+    for rate in (250, 360, 1000):
+        copy = write_ecg_copy(record, tmp_path, f"copy{rate}", rate, unit="uV" if rate == 360 else "mV")
+        table = predict_ecg(real_run.run_dir, copy).set_index("class")
+        assert np.abs(table["probability"] - original).max() < 0.02, rate
+        assert table.attrs["conversions"]["source_rate"] == rate
+    same = write_ecg_copy(record, tmp_path, "renamed")  # 100 Hz, leads renamed and reordered only
+    assert np.abs(predict_ecg(real_run.run_dir, same).set_index("class")["probability"] - original).max() < 1e-6
+    main(["predict", "--run", str(real_run.run_dir), str(copy)])
+    assert "conversions: 1000 Hz -> 100 Hz (scipy.signal.resample_poly, up 1, down 10); leads renamed" in \
+        capsys.readouterr().out
 
 
 def write_record(folder: Path, name: str, n_samples: int, leads=LEADS, fs: int = 100) -> Path:
@@ -50,8 +63,7 @@ def test_a_record_shorter_than_the_crop_is_one_line_error(tiny_run, tmp_path, ca
 
 @pytest.mark.slow
 @pytest.mark.parametrize("make, needle", [
-    (lambda folder: write_record(folder, "eleven", 1000, LEADS[:11]), "leads"),
-    (lambda folder: write_record(folder, "fast", 1000, fs=500), "500 Hz"),
+    (lambda folder: write_record(folder, "eleven", 1000, LEADS[:11]), "lacks lead(s) V6"),
     (lambda folder: (folder / "text.hea").write_text("not a header\n") and folder / "text", "not a readable WFDB header"),
     (lambda folder: (folder / "hidden").mkdir() or folder, "is a folder"),
     (lambda folder: (folder / "nodat.hea").write_text(
