@@ -8,7 +8,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ecgkeras.data.ptbxl import DATABASE_CSV, PTBXL, load_ptbxl

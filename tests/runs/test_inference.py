@@ -9,7 +9,6 @@ import pytest
 import wfdb
 from helpers import CROP, run_cli_one_line, write_ecg_copy
 
-from ecgkeras import EcgkerasError
 from ecgkeras.cli import main
 from ecgkeras.data.ptbxl import LEADS
 from ecgkeras.runs import predict_ecg
