@@ -97,9 +97,11 @@ def _study_request(args: argparse.Namespace):
                           shard=parse_shard(args.shard) if args.shard else None, slurm=slurm, wait=not args.no_wait)
     parameters = parse_parameters(args.param, {"sampling_rate": args.sampling_rate, "epochs": args.epochs})
     return (demo_request if args.demo else study_request)(args.data_dir, args.out, publish=args.publish,
-                         architectures=args.architectures or list(PAPER_ARCHITECTURES), seeds=args.seeds,
+                         architectures=args.architectures or ([] if args.from_tuning else list(PAPER_ARCHITECTURES)),
+                         seeds=args.seeds,
                          parameters=parameters, jobs=args.jobs, allow_mixed=args.allow_mixed, execution=execution,
-                         log_output=getattr(args, "verbose", False))
+                         log_output=getattr(args, "verbose", False),
+                         **({"from_tuning": args.from_tuning} if args.from_tuning else {}))
 
 
 def _study(args: argparse.Namespace) -> None:
@@ -255,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                        help="run parameter (JSON value), e.g. -p learning_rate 0.0005; see `ecgkeras parameters`")
     study.add_argument("--allow-mixed", action="store_true", help="add runs of a different configuration")
+    study.add_argument("--from-tuning", type=Path, metavar="STUDY_DIR", help="train each architecture's best "
+                       "configuration of `ecgkeras tune --out STUDY_DIR` (default --out and --data-dir: the tuning's)")
     placement = study.add_argument_group("where runs execute")
     placement.add_argument("--executor", choices=("local", "slurm"), default="local",
                            help="local: --jobs runs at a time on this machine; slurm: one job array")

@@ -35,6 +35,7 @@ from ecgkeras.study.devices import device_slots
 from ecgkeras.study.locks import RunLocked, lock_owner, run_lock, study_lock
 from ecgkeras.study.plan import RUNNER_OWNED, plan_study
 from ecgkeras.training import TrainingConfig
+from ecgkeras.tuning.analysis import plot_studies
 from ecgkeras.tuning.layout import (SETTINGS_FILE, SUMMARY_FILE, TRIAL_FILE, journal_url, make_tuning_dir,
                                     study_name, trial_folder, tuning_dir)
 from ecgkeras.tuning.space import architecture_space, load_space, space_to_json, suggest
@@ -282,14 +283,15 @@ def _trial_file(study_dir: Path, architecture: str, number: int) -> dict[str, An
 
 
 def write_summary(study_dir: Path, command_seconds: float | None = None) -> dict:
-    """The budget spent and the best trial of every architecture, from the storage; written to summary.json."""
+    """The budget spent and the best trial of every architecture, from the storage; written to summary.json,
+    with each architecture's optimization history and parameter importances (`analysis`)."""
     settings = read_settings(study_dir)
     storage = open_storage(settings.storage)
+    studies = {architecture: _load_study(settings, storage, architecture) for architecture in settings.architectures}
     summary: dict[str, Any] = {"budget": {"trials": settings.trials, "sampler_seed": settings.sampler_seed,
                                           "pruner": settings.pruner},
                                "command_seconds": command_seconds, "architectures": {}}
-    for architecture in settings.architectures:
-        study = _load_study(settings, storage, architecture)
+    for architecture, study in studies.items():
         trials = [trial for trial in study.get_trials(deepcopy=False) if not trial.user_attrs.get(REQUEUED)]
         files = {trial.number: _trial_file(study_dir, architecture, trial.number) for trial in trials}
         counts = {name: sum(1 for trial in trials if _STATES.get(trial.state) == name) for name in _STATES.values()}
@@ -306,6 +308,7 @@ def write_summary(study_dir: Path, command_seconds: float | None = None) -> dict
             "best": None if best is None else {
                 "trial": best.number, "validation_macro_auprc": best.value, "params": best.params,
                 "run_dir": str(trial_folder(study_dir, architecture, best.number))}}
+    plot_studies(study_dir, studies)
     atomic_write_text(tuning_dir(study_dir) / SUMMARY_FILE, json.dumps(summary, indent=2))
     return summary
 
@@ -322,3 +325,15 @@ def tuned_configurations(study_dir: Path) -> dict[str, dict[str, Any]]:
                                 "a complete one: rerun `ecgkeras tune` into it first")
         configurations[architecture] = {**settings.parameters, **result["best"]["params"]}
     return configurations
+
+
+def tuned_recipes(study_dir: Path) -> dict[str, dict[str, Any]]:
+    """Architecture -> {"recipe": "tuned, N trials", "parameters": its chosen values} from the study folder's
+    tuning summary ({} without a tuning), for the study's tables."""
+    path = tuning_dir(Path(study_dir)) / SUMMARY_FILE
+    if not path.is_file():
+        return {}
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    return {architecture: {"recipe": f"tuned, {summary['budget']['trials']} trials", "parameters": result["best"]["params"],
+                           "validation_macro_auprc": result["best"]["validation_macro_auprc"]}
+            for architecture, result in summary["architectures"].items() if result["best"]}
