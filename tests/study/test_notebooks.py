@@ -13,12 +13,12 @@ from ecgkeras.study.notebooks import TRAIN_NOTEBOOK, notebook_parameters, to_ipy
 
 
 def test_notebooks_have_one_parameters_cell_and_no_stored_outputs(tmp_path):
-    for name in ("01_ptbxl_tour", "02_train_architecture", "03_aggregate_results", "04_explain_predictions"):
+    for name in ("01_ptbxl_tour", "02_train_architecture", "03_aggregate_results", "04_explain_predictions", "05_tune"):
         notebook = nbformat.read(to_ipynb(name, tmp_path), as_version=4)
         tagged = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
         assert len(tagged) == 1, name
         assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
-    for name in ("01_ptbxl_tour", "02_train_architecture", "03_aggregate_results", "04_explain_predictions"):
+    for name in ("01_ptbxl_tour", "02_train_architecture", "03_aggregate_results", "04_explain_predictions", "05_tune"):
         cell = next(c for c in nbformat.read(tmp_path / f"{name}.ipynb", as_version=4).cells
                     if "parameters" in c.metadata.get("tags", []))
         assigned = {target.id for statement in ast.parse(cell.source).body for target in statement.targets}
