@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -18,7 +19,7 @@ from ecgkeras.report.tables import (PAIRED_COLUMNS, ordered_runs, paired_compari
                                     runs_frame, shown_path, summary_table, unconverged_runs)
 from ecgkeras.runs.config import POLICIES, TUNED
 from ecgkeras.runs.record import RunRecord, find_runs
-from ecgkeras.tuning.tune import tuned_recipes
+from ecgkeras.tuning.tune import tuned_plots, tuned_recipes
 
 
 def recipes(study_dir: Path, runs: Sequence[RunRecord]) -> dict[str, str]:
@@ -140,6 +141,9 @@ def write_summary(study_dir: str | Path, out_dir: str | Path | None = None, boot
             summary.insert(1, "recipe", summary.index.map(used))
         table(tuning_table(study_dir, runs), "tuning", "the recipe of each architecture: tuned, N trials (same "
               "budget, sampler seed and pruner for each), its best validation macro-AUPRC and chosen parameters")
+        for plot in tuned_plots(study_dir):  # Optuna's optimization history and parameter importances
+            shutil.copy2(plot, out_dir / f"tuning_{plot.parent.name}_{plot.name}")
+            files[f"`tuning_{plot.parent.name}_{plot.name}`"] = f"{plot.stem} of the tuning of {plot.parent.name}"
     for policy, summary in summaries.items():
         table(summary, f"results_{policy}", f"test metrics per architecture, {policy} thresholds")
     recall = per_class_recall(runs)

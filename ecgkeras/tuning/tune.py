@@ -36,7 +36,7 @@ from ecgkeras.study.locks import RunLocked, lock_owner, run_lock, study_lock
 from ecgkeras.study.plan import RUNNER_OWNED, plan_study
 from ecgkeras.training import TrainingConfig
 from ecgkeras.tuning.analysis import plot_studies
-from ecgkeras.tuning.layout import (SETTINGS_FILE, SUMMARY_FILE, TRIAL_FILE, journal_url, make_tuning_dir,
+from ecgkeras.tuning.layout import (HISTORY_PLOT, IMPORTANCE_PLOT, SETTINGS_FILE, SUMMARY_FILE, TRIAL_FILE, journal_url, make_tuning_dir,
                                     study_name, trial_folder, tuning_dir)
 from ecgkeras.tuning.space import architecture_space, load_space, space_to_json, suggest
 from ecgkeras.tuning.trials import COMPLETE, FAILED, PRUNED, run_trial, write_trial_file
@@ -221,8 +221,8 @@ def tune(data_dir: str | Path, study_dir: str | Path, architectures: Iterable[st
     """Tune every architecture with the same budget into `study_dir/tuning/`; returns the tuning summary.
 
     Everything is checked before anything is written: the options, the space file, the fixed run
-    parameters, the data and each architecture's model. `jobs` workers share the storage (processes
-    beside this one, each on a device slot); more workers may join with another `tune` into the folder.
+    parameters, the data and each architecture's model. `jobs` workers share the storage (`_run_workers`,
+    each on a device slot); more workers may join with another `tune` into the folder.
     """
     study_dir = Path(study_dir).resolve()
     started = time.perf_counter()
@@ -237,12 +237,12 @@ def tune(data_dir: str | Path, study_dir: str | Path, architectures: Iterable[st
                             + ", ".join(RUNNER_OWNED[name] for name in owned))
     architectures = list(dict.fromkeys(get_architecture(name).name for name in architectures))
     space = load_space(space_file)
+    backend = open_storage(storage) if storage else None  # a database URL is reached before the data is read
     plan = plan_study(data_dir, study_dir, architectures, [TRIAL_SEED], {**TRIAL_DEFAULTS, **parameters})
     slots = device_slots(gpus, 1)
     settings = TuningSettings(next(iter(plan.configs.values())).data_dir, architectures, trials, sampler_seed, pruner,
                               space_to_json(space), parameters, storage or journal_url(study_dir))
     _check_settings(study_dir, settings)
-    backend = open_storage(settings.storage) if storage else None
     make_tuning_dir(study_dir)
     if (tuning_dir(study_dir) / SETTINGS_FILE).is_file():
         settings.architectures = list(dict.fromkeys([*read_settings(study_dir).architectures, *architectures]))
@@ -250,21 +250,23 @@ def tune(data_dir: str | Path, study_dir: str | Path, architectures: Iterable[st
     backend = backend or open_storage(settings.storage)
     for architecture in architectures:
         _load_study(settings, backend, architecture)
-    if jobs == 1:
-        work(study_dir, architectures, slots[0])
-    else:
-        _work_in_processes(study_dir, architectures, [slots[i % len(slots)] for i in range(jobs)])
+    _run_workers(study_dir, architectures, [slots[i % len(slots)] for i in range(jobs)])
     return write_summary(study_dir, time.perf_counter() - started)
 
 
-def _work_in_processes(study_dir: Path, architectures: list[str], slots: list[dict[str, str]]) -> None:
-    """`work` in one process per slot; a worker that fails leaves its trial to be requeued."""
-    context = multiprocessing.get_context("spawn")  # a fresh interpreter: TensorFlow is not fork-safe
+def _run_workers(study_dir: Path, architectures: list[str], slots: list[dict[str, str]]) -> None:
+    """`work` once per slot: the first in this process when it needs no device pinning (TensorFlow is
+    loaded here already), the others in fresh processes (spawned: TensorFlow is not fork-safe), each with
+    its slot's environment; a worker that fails leaves its trial to be requeued by the next claim."""
+    here = not slots[0]
+    context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=work, args=(study_dir, architectures, env), name=f"tune-worker-{i}")
-               for i, env in enumerate(slots)]
+               for i, env in enumerate(slots[1:] if here else slots, start=int(here))]
     for worker in workers:
         worker.start()
     try:
+        if here:
+            work(study_dir, architectures)
         for worker in workers:
             worker.join()
     except KeyboardInterrupt:  # the workers got the same Ctrl-C: they requeue their trials and stop
@@ -337,3 +339,10 @@ def tuned_recipes(study_dir: Path) -> dict[str, dict[str, Any]]:
     return {architecture: {"recipe": f"tuned, {summary['budget']['trials']} trials", "parameters": result["best"]["params"],
                            "validation_macro_auprc": result["best"]["validation_macro_auprc"]}
             for architecture, result in summary["architectures"].items() if result["best"]}
+
+
+def tuned_plots(study_dir: Path) -> list[Path]:
+    """The optimization history and importance plots of every tuned architecture in the study folder."""
+    folder = tuning_dir(Path(study_dir))
+    return sorted(path for architecture in tuned_recipes(study_dir) for plot in (HISTORY_PLOT, IMPORTANCE_PLOT)
+                  if (path := folder / architecture / plot).is_file())

@@ -68,3 +68,16 @@ def test_a_yaml_space_file(tmp_path):
     path.write_text("rnn_units: [unclosed\n")
     with pytest.raises(EcgkerasError, match="not valid YAML"):
         load_space(path)
+
+
+@pytest.mark.parametrize("extra, fragments", [
+    (["--trials", "0"], ("--trials 0",)),
+    (["--trials", "2", "--pruner", "sometimes"], ("--pruner sometimes", "median, hyperband, none")),
+    (["--trials", "2", "-p", "seed", "3"], ("set by tune itself",)),
+    (["--trials", "2", "--storage", "nosuchdb://somewhere"], ("--storage nosuchdb://somewhere", "cannot open")),
+])
+def test_bad_tune_options_are_refused_before_anything_is_written(tmp_path, capsys, extra, fragments):
+    out = tmp_path / "study"
+    refused(["tune", "--data-dir", tmp_path / "no-data", "--out", out, "--architectures", "cnn", *extra], capsys,
+            *fragments)
+    assert not out.exists()

@@ -74,7 +74,7 @@ def test_a_rerun_continues_the_study_without_retraining(tuned, synthetic_ptbxl, 
 @pytest.mark.slow
 def test_study_from_tuning_trains_the_chosen_configuration(tuned, capsys):
     code, out, err = run_main(["study", "--from-tuning", tuned, "--architectures", "cnn", "--seeds", "0", "1",
-                               "-p", "bootstrap_resamples", "10"], capsys)
+                               "--jobs", "2", "-p", "bootstrap_resamples", "10"], capsys)
     assert code == 0, err
     best = json.loads((tuning_dir(tuned) / SUMMARY_FILE).read_text())["architectures"]["cnn"]["best"]["params"]
     runs = find_runs(tuned)
@@ -84,6 +84,8 @@ def test_study_from_tuning_trains_the_chosen_configuration(tuned, capsys):
     table = pd.read_csv(tuned / "summary" / "results_tuned.csv")
     assert (table["recipe"] == "tuned, 4 trials").all()
     assert "learning_rate=" in (tuned / "summary" / "tuning.md").read_text()
+    assert (tuned / "summary" / "tuning_cnn_history.png").is_file()
+    assert "tuning_cnn_history.png" in (tuned / "report" / "index.html").read_text()
 
 
 def _poisoned_copy(data: Path, folder: Path) -> Path:
@@ -101,10 +103,11 @@ def _poisoned_copy(data: Path, folder: Path) -> Path:
 def test_the_test_fold_never_steers_and_a_dead_workers_trial_is_requeued(synthetic_ptbxl, tmp_path, capsys):
     poisoned = _poisoned_copy(synthetic_ptbxl, tmp_path / "poisoned")
     values = {}
-    for name, data in (("clean", synthetic_ptbxl), ("poisoned", poisoned)):
+    for name, data, storage in (("clean", synthetic_ptbxl, []),  # the journal file; then a SQLAlchemy database
+                                ("poisoned", poisoned, ["--storage", f"sqlite:///{tmp_path / 'optuna.db'}"])):
         out = tmp_path / name
-        code, _, err = run_main(tune_args(data, out, "--architectures", "cnn", "--trials", "2", "--epochs", "1",
-                                          "--pruner", "none"), capsys)
+        code, _, err = run_main(tune_args(data, out, "--architectures", "cnn", "--trials", "1", "--epochs", "1",
+                                          "--pruner", "none", *storage), capsys)
         assert code == 0, err
         values[name] = [(trial.params, trial.value) for trial in trials_of(out, "cnn")]
     assert values["clean"] == values["poisoned"]
@@ -114,7 +117,7 @@ def test_the_test_fold_never_steers_and_a_dead_workers_trial_is_requeued(synthet
     dead = study.ask({"learning_rate": optuna.distributions.FloatDistribution(1e-4, 3e-3, log=True)})
     finished = trial_folder(out, "cnn", 0) / "metrics.json"
     stamp = finished.stat().st_mtime_ns
-    code, _, err = run_main(tune_args(synthetic_ptbxl, out, "--architectures", "cnn", "--trials", "3", "--epochs", "1",
+    code, _, err = run_main(tune_args(synthetic_ptbxl, out, "--architectures", "cnn", "--trials", "2", "--epochs", "1",
                                       "--pruner", "none"), capsys)
     assert code == 0, err
     trials = trials_of(out, "cnn")
