@@ -1,4 +1,4 @@
-"""Command line: `ecgkeras [--verbose] {download,synth,architectures,parameters,notebooks,study,status,aggregate,report,predict,explain}`."""
+"""Command line: `ecgkeras [--verbose] {download,synth,architectures,parameters,notebooks,study,tune,status,aggregate,report,predict,explain}`."""
 
 from __future__ import annotations
 

@@ -36,8 +36,8 @@ from ecgkeras.study.locks import RunLocked, lock_owner, run_lock, study_lock
 from ecgkeras.study.plan import RUNNER_OWNED, plan_study
 from ecgkeras.training import TrainingConfig
 from ecgkeras.tuning.analysis import plot_studies
-from ecgkeras.tuning.layout import (HISTORY_PLOT, IMPORTANCE_PLOT, SETTINGS_FILE, SUMMARY_FILE, TRIAL_FILE, journal_url, make_tuning_dir,
-                                    study_name, trial_folder, tuning_dir)
+from ecgkeras.tuning.layout import (HISTORY_PLOT, IMPORTANCE_PLOT, SETTINGS_FILE, SUMMARY_FILE, TRIAL_FILE, journal_url,
+                                    make_tuning_dir, study_name, trial_folder, tuning_dir)
 from ecgkeras.tuning.space import architecture_space, load_space, space_to_json, suggest
 from ecgkeras.tuning.trials import COMPLETE, FAILED, PRUNED, run_trial, write_trial_file
 
@@ -336,7 +336,8 @@ def tuned_recipes(study_dir: Path) -> dict[str, dict[str, Any]]:
     if not path.is_file():
         return {}
     summary = json.loads(path.read_text(encoding="utf-8"))
-    return {architecture: {"recipe": f"tuned, {summary['budget']['trials']} trials", "parameters": result["best"]["params"],
+    trials = summary["budget"]["trials"]
+    return {architecture: {"recipe": f"tuned, {trials} trials", "parameters": result["best"]["params"],
                            "validation_macro_auprc": result["best"]["validation_macro_auprc"]}
             for architecture, result in summary["architectures"].items() if result["best"]}
 
