@@ -15,7 +15,7 @@ import pytest
 from ecgkeras.runs.record import find_runs, is_complete
 from ecgkeras.tuning.layout import SUMMARY_FILE, TRIAL_FILE, study_name, trial_folder, tuning_dir
 from ecgkeras.tuning.tune import open_storage, read_settings
-from helpers import TINY_MODEL, run_main
+from helpers import TINY_MODEL, refused, run_main
 
 SETTINGS = {**TINY_MODEL, "crop_length": 500, "verbose": 0}
 TUNE_P = [arg for name, value in SETTINGS.items() for arg in ("-p", name, json.dumps(value))]
@@ -126,3 +126,8 @@ def test_the_test_fold_never_steers_and_a_dead_workers_trial_is_requeued(synthet
     assert len(redone) == 1 and redone[0].state == optuna.trial.TrialState.COMPLETE
     assert redone[0].params["learning_rate"] == dead.params["learning_rate"]
     assert finished.stat().st_mtime_ns == stamp  # finished trials are not retrained
+
+
+def test_study_from_a_folder_without_tuning_is_refused(tmp_path, capsys):
+    refused(["study", "--from-tuning", tmp_path, "--seeds", "0"], capsys, "holds no tuning", "ecgkeras tune")
+    assert not any(tmp_path.iterdir())
