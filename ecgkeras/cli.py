@@ -1,4 +1,4 @@
-"""Command line: `ecgkeras [--verbose] {download,synth,architectures,parameters,notebooks,study,status,aggregate,report,predict,explain,evaluate,finetune}`."""
+"""Command line: `ecgkeras [--verbose] {download,synth,architectures,parameters,notebooks,study,tune,status,aggregate,report,predict,explain,evaluate,finetune}`."""
 
 from __future__ import annotations
 
@@ -67,7 +67,8 @@ def _parameters(args: argparse.Namespace) -> None:
     from ecgkeras.schema import describe_parameters
 
     print("Run parameters: `ecgkeras study -p NAME VALUE` (VALUE as JSON: 0.001, [1, 2], null, true, or "
-          "plain text), the training notebook's parameters cell, or RunConfig.from_parameters(NAME=VALUE).")
+          "plain text), the training notebook's parameters cell, or RunConfig.from_parameters(NAME=VALUE). "
+          "[tunable: ...]: searched by `ecgkeras tune` in that range unless its --space FILE says otherwise.")
     for part, schema in RunConfig.parts().items():
         print(f"\n{part}:")
         print("\n".join(f"  {line}" for line in describe_parameters(schema)))
@@ -96,9 +97,11 @@ def _study_request(args: argparse.Namespace):
                           shard=parse_shard(args.shard) if args.shard else None, slurm=slurm, wait=not args.no_wait)
     parameters = parse_parameters(args.param, {"sampling_rate": args.sampling_rate, "epochs": args.epochs})
     return (demo_request if args.demo else study_request)(args.data_dir, args.out, publish=args.publish,
-                         architectures=args.architectures or list(PAPER_ARCHITECTURES), seeds=args.seeds,
+                         architectures=args.architectures or ([] if args.from_tuning else list(PAPER_ARCHITECTURES)),
+                         seeds=args.seeds,
                          parameters=parameters, jobs=args.jobs, allow_mixed=args.allow_mixed, execution=execution,
-                         log_output=getattr(args, "verbose", False))
+                         log_output=getattr(args, "verbose", False),
+                         **({"from_tuning": args.from_tuning} if args.from_tuning else {}))
 
 
 def _study(args: argparse.Namespace) -> None:
@@ -133,6 +136,29 @@ def _study(args: argparse.Namespace) -> None:
         print(f"not published to {request.publish}: the study is not complete")
     if result.failed:
         sys.exit(1)
+
+
+def _tune(args: argparse.Namespace) -> None:
+    from ecgkeras.models import PAPER_ARCHITECTURES
+    from ecgkeras.study.devices import parse_gpus
+    from ecgkeras.study.request import parse_parameters
+    from ecgkeras.tuning.layout import tuning_dir
+    from ecgkeras.tuning.tune import tune
+
+    summary = tune(args.data_dir, args.out, args.architectures or list(PAPER_ARCHITECTURES), args.trials,
+                   parse_parameters(args.param, {"epochs": args.epochs}), args.space, args.storage, args.sampler_seed,
+                   args.pruner, args.jobs, parse_gpus(args.gpus))
+    budget = summary["budget"]
+    print(f"tuning {tuning_dir(args.out.resolve())}: {budget['trials']} trials per architecture, sampler seed "
+          f"{budget['sampler_seed']}, pruner {budget['pruner']}, {summary['command_seconds']:.0f} s")
+    for architecture, result in summary["architectures"].items():
+        counts, best = result["trials"], result["best"]
+        print(f"  {architecture}: {counts['complete']} complete, {counts['pruned']} pruned, {counts['failed']} failed; "
+              f"{result['epochs_run']} epochs run ({result['epochs_saved_by_pruning']} saved by pruning), "
+              f"{result['trial_seconds']:.0f} s of trials; "
+              + (f"best trial {best['trial']}: validation macro-AUPRC {best['validation_macro_auprc']:.4f} "
+                 f"{best['params']}" if best else "no complete trial"))
+    print(f"next: ecgkeras study --from-tuning {args.out} --seeds 0 1 2")
 
 
 def _status(args: argparse.Namespace) -> None:
@@ -263,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                        help="run parameter (JSON value), e.g. -p learning_rate 0.0005; see `ecgkeras parameters`")
     study.add_argument("--allow-mixed", action="store_true", help="add runs of a different configuration")
+    study.add_argument("--from-tuning", type=Path, metavar="STUDY_DIR", help="train each architecture's best "
+                       "configuration of `ecgkeras tune --out STUDY_DIR` (default --out and --data-dir: the tuning's)")
     placement = study.add_argument_group("where runs execute")
     placement.add_argument("--executor", choices=("local", "slurm"), default="local",
                            help="local: --jobs runs at a time on this machine; slurm: one job array")
@@ -284,6 +312,25 @@ def build_parser() -> argparse.ArgumentParser:
     slurm.add_argument("--sbatch", action="append", default=[], metavar="NAME=VALUE",
                        help="any other sbatch option, e.g. --sbatch qos=high --sbatch constraint=a100")
     study.set_defaults(handler=_study)
+
+    tune = commands.add_parser("tune", help="tune every architecture with the same Optuna budget (validation fold)")
+    tune.add_argument("--data-dir", type=Path, required=True, help="PTB-XL folder")
+    tune.add_argument("--out", type=Path, required=True, help="study folder: trials go to STUDY_DIR/tuning/")
+    tune.add_argument("--architectures", nargs="+", metavar="NAME", help="default: the paper's seven")
+    tune.add_argument("--trials", type=int, required=True, help="trials per architecture (the equal budget)")
+    tune.add_argument("--space", type=Path, metavar="FILE", help="JSON (or YAML) narrowing or widening the search "
+                      "space; see `ecgkeras parameters` for the tunable parameters")
+    tune.add_argument("--storage", metavar="URL", help="SQLAlchemy URL of a shared Optuna database (default: a "
+                      "journal file in STUDY_DIR/tuning/)")
+    tune.add_argument("--sampler-seed", type=int, default=0, help="seed of the TPE sampler, shared by every "
+                      "architecture")
+    tune.add_argument("--pruner", default="median", help="median (default), hyperband or none")
+    tune.add_argument("--jobs", type=int, default=1, help="worker processes sharing the storage")
+    tune.add_argument("--gpus", metavar="0,1|none|auto", default=None, help="GPUs of the workers (default: detect)")
+    tune.add_argument("--epochs", type=int)
+    tune.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                      help="fixed run parameter for every trial (taken out of the search space)")
+    tune.set_defaults(handler=_tune)
 
     status = commands.add_parser("status", help="each run of a study: complete, running, queued, failed, missing")
     status.add_argument("study_dir", type=Path)

@@ -28,10 +28,11 @@ import keras
 from keras import layers
 
 from ecgkeras.errors import EcgkerasError
-from ecgkeras.schema import Schema, parameter
+from ecgkeras.schema import Schema, Search, parameter
 
 RECURRENT_CELLS = {"lstm": layers.LSTM, "gru": layers.GRU}
 RNN_READOUTS: tuple[str, ...] = ("last", "pool")
+RECURRENT_ONLY: tuple[str, ...] = ("rnn_units", "rnn_dropout", "depth", "rnn_readout")  # no effect on the CNN
 
 
 @dataclass(frozen=True)
@@ -79,15 +80,18 @@ class ModelConfig(Schema):
     filters: tuple[int, ...] = parameter((64, 64, 128, 128), "filters of each conv block", minimum=1)
     kernel_sizes: tuple[int, ...] = parameter((7, 5, 5, 3), "kernel size of each conv block", minimum=1)
     pool_size: int = parameter(2, "max-pooling factor after each conv block", minimum=1)
-    rnn_units: int = parameter(64, "units of each recurrent layer (per direction)", minimum=1)
+    rnn_units: int = parameter(64, "units of each recurrent layer (per direction)", minimum=1,
+                               search=Search(choices=(32, 64, 128)))
     rnn_dropout: float = parameter(0.2, "dropout between stacked recurrent layers", minimum=0, maximum=1,
-                                   below_maximum=True)
+                                   below_maximum=True, search=Search(0.0, 0.5))
     depth: int | None = parameter(None, "recurrent layers; None: the architecture's own", minimum=1)
     rnn_readout: str = parameter("last", "what the head sees of the last recurrent layer: last (its final "
                                  "state, the paper's design) or pool (average and max over its sequence)",
-                                 choices=RNN_READOUTS)
-    head_units: int = parameter(128, "units of the head's dense layer", minimum=1)
-    dropout: float = parameter(0.3, "dropout in the head", minimum=0, maximum=1, below_maximum=True)
+                                 choices=RNN_READOUTS, search=Search(choices=RNN_READOUTS))
+    head_units: int = parameter(128, "units of the head's dense layer", minimum=1,
+                                search=Search(choices=(64, 128, 256)))
+    dropout: float = parameter(0.3, "dropout in the head", minimum=0, maximum=1, below_maximum=True,
+                               search=Search(0.0, 0.5))
 
     def __post_init__(self) -> None:
         super().__post_init__()

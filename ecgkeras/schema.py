@@ -21,6 +21,23 @@ from ecgkeras.errors import EcgkerasError
 
 
 @dataclass(frozen=True)
+class Search:
+    """How `ecgkeras tune` searches a parameter by default: a range (`low` to `high`, on a log scale with
+    `log`; integers for an integer parameter) or a set of `choices`. Overridden by `tune --space FILE`."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] | None = None
+
+    def describe(self) -> str:
+        """'log-uniform in [0.0001, 0.003]', 'one of 32, 64' ..."""
+        if self.choices is not None:
+            return "one of " + ", ".join(map(str, self.choices))
+        return f"{'log-uniform' if self.log else 'uniform'} in [{self.low:g}, {self.high:g}]"
+
+
+@dataclass(frozen=True)
 class Constraint:
     """What a parameter accepts beyond its type (bounds apply to each element of a tuple)."""
 
@@ -31,6 +48,7 @@ class Constraint:
     above_minimum: bool = False  # minimum itself excluded
     choices: Callable[[], typing.Iterable[Any]] | typing.Iterable[Any] | None = None
     affects_results: bool = True  # False for where files go and how much is printed
+    search: Search | None = None  # tunable by `ecgkeras tune`: its default search range
 
     def allowed(self) -> list[Any] | None:
         if self.choices is None:
@@ -157,6 +175,7 @@ def describe_parameters(schema: type) -> list[str]:
         rule: Constraint = spec.metadata["constraint"]
         default = "(required)" if spec.default is dataclasses.MISSING else json.dumps(spec.default)
         allowed = rule.describe()
+        tunable = f" [tunable: {rule.search.describe()}]" if rule.search else ""
         lines.append(f"{spec.name:<20} {default:<20} {type_name(hints[spec.name])}"
-                     f"{'' if allowed == 'any' else ', ' + allowed}: {rule.help}")
+                     f"{'' if allowed == 'any' else ', ' + allowed}: {rule.help}{tunable}")
     return lines

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Sequence
 
 import keras
 import numpy as np
@@ -21,7 +21,7 @@ from keras import ops
 
 from ecgkeras.data.ptbxl import Part, Signals, Standardizer
 from ecgkeras.errors import EcgkerasError
-from ecgkeras.schema import Schema, parameter
+from ecgkeras.schema import Schema, Search, parameter
 
 LOSSES: tuple[str, ...] = ("bce", "weighted_bce", "focal")
 MONITOR = "val_auprc"  # validation macro-AUPRC: early stopping, LR schedule and checkpoint
@@ -36,17 +36,19 @@ class TrainingConfig(Schema):
     kind: ClassVar[str] = "training parameter"
 
     epochs: int = parameter(30, "most epochs (early stopping usually ends sooner)", minimum=1)
-    batch_size: int = parameter(64, "records per batch", minimum=1)
-    learning_rate: float = parameter(1e-3, "Adam's initial learning rate", minimum=0, above_minimum=True)
+    batch_size: int = parameter(64, "records per batch", minimum=1, search=Search(choices=(16, 32, 64, 128)))
+    learning_rate: float = parameter(1e-3, "Adam's initial learning rate", minimum=0, above_minimum=True,
+                                     search=Search(1e-4, 3e-3, log=True))
     loss: str = parameter("bce", "bce, weighted_bce (positives weighted by negatives/positives) or focal",
-                          choices=LOSSES)
+                          choices=LOSSES, search=Search(choices=LOSSES))
     focal_gamma: float = parameter(2.0, "focusing parameter of the focal loss", minimum=0)
     max_pos_weight: float = parameter(50.0, "cap on the positive-class weight of weighted_bce", minimum=1)
     crop_length: int | None = parameter(None, "random crops of this many samples while training; "
                                         "None: full records", minimum=1)
     window_stride: int | None = parameter(None, "sliding-window stride at evaluation; None: crop_length // 2",
                                           minimum=1)
-    patience: int = parameter(8, f"early stopping: epochs without {MONITOR} improvement", minimum=0)
+    patience: int = parameter(8, f"early stopping: epochs without {MONITOR} improvement", minimum=0,
+                              search=Search(4, 12))
     lr_patience: int = parameter(3, "epochs without improvement before the learning rate is reduced", minimum=0)
     lr_factor: float = parameter(0.5, "learning-rate reduction factor", minimum=0, maximum=1,
                                  above_minimum=True, below_maximum=True)
@@ -193,14 +195,15 @@ def standard_callbacks(config: TrainingConfig, out_dir: Path) -> list[keras.call
 
 
 def train_model(model: keras.Model, train: Part, val: Part, out_dir: str | Path,
-                config: TrainingConfig, seed: int = 0, standardizer: Standardizer | None = None) -> pd.DataFrame:
+                config: TrainingConfig, seed: int = 0, standardizer: Standardizer | None = None,
+                callbacks: Sequence[keras.callbacks.Callback] = ()) -> pd.DataFrame:
     """Compile and fit `model`; returns the history (one row per epoch).
 
     Batches are read from `train.X` and `val.X` as needed and standardized with `standardizer`
     (None: the signals are used as they are). The best model (by validation macro-AUPRC) is restored
     in memory and saved as `out_dir/MODEL_FILE`; the history is written to `out_dir/HISTORY_FILE`.
     `seed` fixes the shuffling and crops; call `set_seed` before `build_model` to fix the initial
-    weights too.
+    weights too. `callbacks` run after the standard ones.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -210,7 +213,7 @@ def train_model(model: keras.Model, train: Part, val: Part, out_dir: str | Path,
     history = model.fit(
         make_dataset(train.X, train.Y, config.batch_size, shuffle=True, seed=seed, **batches),
         validation_data=make_dataset(val.X, val.Y, config.batch_size, **batches),
-        epochs=config.epochs, callbacks=standard_callbacks(config, out_dir), verbose=config.verbose,
+        epochs=config.epochs, callbacks=[*standard_callbacks(config, out_dir), *callbacks], verbose=config.verbose,
     )
     frame = pd.DataFrame(history.history)
     frame.insert(0, "epoch", np.arange(1, len(frame) + 1))

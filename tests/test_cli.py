@@ -62,7 +62,7 @@ def test_notebooks_copies_them_out_as_ipynb_or_py_and_keeps_a_users_edits(tmp_pa
     main(["notebooks", str(tmp_path / "course")])
     copied = sorted(p.name for p in (tmp_path / "course").iterdir())
     assert copied == ["01_ptbxl_tour.ipynb", "02_train_architecture.ipynb", "03_aggregate_results.ipynb",
-                      "04_explain_predictions.ipynb", "06_your_own_ecg.ipynb"]
+                      "04_explain_predictions.ipynb", "05_tune.ipynb", "06_your_own_ecg.ipynb"]
     tour = nbformat.read(tmp_path / "course" / "01_ptbxl_tour.ipynb", as_version=4)
     assert any("parameters" in cell.metadata.get("tags", []) for cell in tour.cells)
 

@@ -11,7 +11,7 @@ import ecgkeras
 
 PACKAGE = Path(ecgkeras.__file__).parent
 ORDER = [{"errors", "files", "quiet", "schema"}, {"data"}, {"models"}, {"training"}, {"evaluation"}, {"runs"},
-         {"study"}, {"report"}, {"explain"}, {"cli", "__main__"}]
+         {"study"}, {"tuning"}, {"report"}, {"explain"}, {"cli", "__main__"}]
 
 
 def module_name(path: Path) -> str:

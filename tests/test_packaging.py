@@ -105,6 +105,7 @@ def test_the_wheel_ships_notebooks_license_types_and_its_dependencies(wheel, env
     names = zipfile.ZipFile(wheel).namelist()
     for name in ("ecgkeras/notebooks/01_ptbxl_tour.py", "ecgkeras/notebooks/02_train_architecture.py",
                  "ecgkeras/notebooks/03_aggregate_results.py", "ecgkeras/notebooks/04_explain_predictions.py",
+                 "ecgkeras/notebooks/05_tune.py",
                  "ecgkeras/py.typed", "ecgkeras/__main__.py"):
         assert name in names, name
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)

@@ -25,6 +25,7 @@ from ecgkeras.study.layout import PUBLISHED_KIND, REPORT_DIR, REPORT_KIND, SUMMA
 from ecgkeras.study.notebooks import AGGREGATE_NOTEBOOK, execute_notebook, to_ipynb
 from ecgkeras.study.request import StudyRequest, require_folders
 from ecgkeras.study.runner import Execution, StudyResult, execute_study
+from ecgkeras.tuning.tune import read_settings, tuned_configurations
 
 PUBLISHED_SUFFIXES = {".md", ".csv", ".tex", ".png", ".pdf"}  # what a published summary holds
 
@@ -52,6 +53,8 @@ def run_study(data_dir: str | Path, study_dir: str | Path,
 def run_request(request: StudyRequest) -> StudyResult:
     """What `ecgkeras study` does: the demo's data made when asked (after every check), the study run and
     aggregated (`run_study`), and its summary published with --publish once every run is complete."""
+    if request.from_tuning:
+        return run_tuned_study(request)
     if request.demo:
         prepare_demo(request)
     elif request.publish:
@@ -62,6 +65,38 @@ def run_request(request: StudyRequest) -> StudyResult:
                        execution=request.execution)
     if request.publish and result.summary_dir and not result.failed:
         result.published = publish_summary(result.summary_dir, request.publish)
+    return result
+
+
+def run_tuned_study(request: StudyRequest) -> StudyResult:
+    """`study --from-tuning`: each architecture's best configuration of the tuning (`tuned_configurations`),
+    trained for the request's seeds into the study folder (the tuning's own by default), then aggregated."""
+    tuning = request.from_tuning.resolve()
+    configurations = tuned_configurations(tuning)
+    if unknown := [name for name in request.architectures if name not in configurations]:
+        raise EcgkerasError(f"--architectures {' '.join(unknown)}: not tuned in {tuning} (tuned: "
+                            f"{', '.join(configurations)})")
+    chosen = {name: configurations[name] for name in request.architectures or configurations}
+    data_dir = request.data_dir or read_settings(tuning).data_dir
+    study_dir = (request.study_dir or tuning).resolve()
+    if owned := sorted(set(request.parameters) & {name for values in chosen.values() for name in values}):
+        raise EcgkerasError(f"-p {', '.join(owned)}: chosen by the tuning; leave them out, or tune again")
+    check_replaceable(study_dir / SUMMARY_DIR, SUMMARY_KIND)
+    check_replaceable(study_dir / REPORT_DIR, REPORT_KIND)
+    result, ready = StudyResult(study_dir), []
+    for architecture, parameters in chosen.items():  # one configuration each: free run folders of their own
+        part = execute_study(data_dir, study_dir, [architecture], request.seeds, {**parameters, **request.parameters},
+                             request.jobs, True, request.log_output, request.execution)
+        for name in ("completed", "skipped", "submitted"):
+            getattr(result, name).extend(getattr(part, name))
+        result.failed.update(part.failed)
+        result.locked.update(part.locked)
+        result.bootstrap_resamples = part.bootstrap_resamples
+        ready.append(part.ready_to_aggregate)
+    result.ready_to_aggregate = all(ready)
+    if result.ready_to_aggregate:
+        result.summary_dir = aggregate_study(study_dir, bootstrap_resamples=result.bootstrap_resamples,
+                                             log_output=request.log_output)
     return result
 
 

@@ -36,7 +36,8 @@ from ecgkeras.study.layout import REPORT_DIR, REPORT_KIND, SUMMARY_DIR
 SUMMARY_TABLES = {"results_tuned": "Test-fold results, validation-tuned thresholds",
                   "results_fixed": "Test-fold results, fixed threshold 0.5",
                   "paired_comparison": "Paired bootstrap against the best architecture",
-                  "per_class_recall": "Per-class recall (test fold, tuned thresholds)"}
+                  "per_class_recall": "Per-class recall (test fold, tuned thresholds)",
+                  "tuning": "Tuning: each architecture's recipe and chosen parameters"}
 # nbconvert's lab template without the two scripts it loads from a CDN (require.js, MathJax): the
 # pages then need no network; the notebooks hold no widgets or LaTeX that would need them.
 OFFLINE_NOTEBOOK_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -18,6 +19,29 @@ from ecgkeras.report.tables import (PAIRED_COLUMNS, ordered_runs, paired_compari
                                     runs_frame, shown_path, summary_table, unconverged_runs)
 from ecgkeras.runs.config import POLICIES, TUNED
 from ecgkeras.runs.record import RunRecord, find_runs
+from ecgkeras.tuning.tune import tuned_plots, tuned_recipes
+
+
+def recipes(study_dir: Path, runs: Sequence[RunRecord]) -> dict[str, str]:
+    """Architecture -> "tuned, N trials" when its runs use the tuning's chosen values, else "default"."""
+    tuned = tuned_recipes(study_dir)
+    chosen = {}
+    for run in runs:
+        parameters, recipe = run.config.parameters(), tuned.get(run.architecture)
+        uses = recipe is not None and all(parameters.get(name) == value for name, value in recipe["parameters"].items())
+        chosen[run.architecture] = recipe["recipe"] if uses else "default"
+    return chosen
+
+
+def tuning_table(study_dir: Path, runs: Sequence[RunRecord]) -> pd.DataFrame:
+    """One row per tuned architecture: its recipe, best validation macro-AUPRC and chosen parameters."""
+    tuned, used = tuned_recipes(study_dir), recipes(study_dir, runs)
+    rows = [{"architecture": name, "display_name": run.display_name, "recipe": used[name],
+             "validation macro-AUPRC (best trial)": tuned[name]["validation_macro_auprc"],
+             "chosen parameters": ", ".join(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}"
+                                            for key, value in tuned[name]["parameters"].items())}
+            for name, run in {run.architecture: run for run in runs}.items() if name in tuned]
+    return pd.DataFrame(rows).set_index("architecture") if rows else pd.DataFrame()
 
 
 def _distinct(values: Iterable) -> str:
@@ -111,6 +135,15 @@ def write_summary(study_dir: str | Path, out_dir: str | Path | None = None, boot
         files[f"`{stem}.png`, `.pdf`"] = content
 
     summaries = {policy: summary_table(runs, policy) for policy in POLICIES}
+    if tuned_recipes(study_dir):
+        used = recipes(study_dir, runs)
+        for summary in summaries.values():
+            summary.insert(1, "recipe", summary.index.map(used))
+        table(tuning_table(study_dir, runs), "tuning", "the recipe of each architecture: tuned, N trials (same "
+              "budget, sampler seed and pruner for each), its best validation macro-AUPRC and chosen parameters")
+        for plot in tuned_plots(study_dir):  # Optuna's optimization history and parameter importances
+            shutil.copy2(plot, out_dir / f"tuning_{plot.parent.name}_{plot.name}")
+            files[f"`tuning_{plot.parent.name}_{plot.name}`"] = f"{plot.stem} of the tuning of {plot.parent.name}"
     for policy, summary in summaries.items():
         table(summary, f"results_{policy}", f"test metrics per architecture, {policy} thresholds")
     recall = per_class_recall(runs)

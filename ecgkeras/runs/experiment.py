@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -57,14 +58,16 @@ def prepare_splits(config: RunConfig, data: PTBXL) -> tuple[Part, Part, Part, St
     return parts["train"], parts["val"], parts["test"], Standardizer.fit(parts["train"].X)
 
 
-def train_run(config: RunConfig, data: PTBXL, train: Part, val: Part, standardizer: Standardizer, out_dir: Path):
-    """Build the architecture with the run's seed and train it; returns (model, history)."""
+def train_run(config: RunConfig, data: PTBXL, train: Part, val: Part, standardizer: Standardizer, out_dir: Path,
+              callbacks: Sequence = ()):
+    """Build the architecture with the run's seed and train it (with extra Keras `callbacks`); returns
+    (model, history)."""
     input_length = config.training.crop_length or train.X.shape[1]
     set_seed(config.seed, config.training.deterministic)  # before building: initial weights are random too
     model = build_model(config.architecture, (input_length, train.X.shape[2]), len(data.classes), config.model,
                         sampling_rate=config.sampling_rate)
     history = train_model(model, train, val, out_dir, config.training, seed=config.seed,
-                          standardizer=standardizer)
+                          standardizer=standardizer, callbacks=callbacks)
     return model, history
 
 
@@ -91,18 +94,19 @@ def evaluate_run(config: RunConfig, model, val: Part, test: Part, standardizer: 
 
 
 def run_experiment(config: RunConfig, run_dir: str | Path, dataset: PTBXL | None = None,
-                   progress: bool = True) -> RunRecord:
+                   progress: bool = True, callbacks: Sequence = ()) -> RunRecord:
     """Load data, train, evaluate on validation and test, and write the run record into `run_dir`.
 
     Configuration and data are checked before anything is written; the run trains in a staging
     folder that replaces `run_dir` only once complete. Thresholds are tuned on the validation
-    fold only. Pass `dataset` to reuse a loaded PTB-XL.
+    fold only. Pass `dataset` to reuse a loaded PTB-XL, `callbacks` to add Keras callbacks to training
+    (e.g. the tuning's pruning).
     """
     data = dataset or load_dataset(config, progress)
     train, val, test, standardizer = prepare_splits(config, data)
     started = datetime.now(timezone.utc)
     with staged_run_dir(run_dir) as staging:
-        model, history = train_run(config, data, train, val, standardizer, staging)
+        model, history = train_run(config, data, train, val, standardizer, staging, callbacks)
         evaluation = evaluate_run(config, model, val, test, standardizer, data.classes)
         write_record(staging, config, data, {"train": train, "val": val, "test": test}, model, history,
                      evaluation, standardizer, started)

@@ -40,6 +40,7 @@ from ecgkeras.runs.provenance import data_provenance, execution_context, library
 from ecgkeras.training import HISTORY_FILE, MODEL_FILE, convergence
 
 RECORD_FILE = "metrics.json"
+APART_MARKER = ".runs-apart"  # a folder holding it keeps its runs out of `find_runs` of the folders above it
 PREDICTIONS_FILE = "predictions.npz"
 RUN_FILES = (RECORD_FILE, PREDICTIONS_FILE, HISTORY_FILE, MODEL_FILE)
 RECORD_FORMAT = 3  # 2 added the data provenance and the full model configuration; 3 keeps epochs under convergence only
@@ -289,8 +290,12 @@ def find_runs(study_dir: str | Path) -> list[RunRecord]:
     results aggregated without it would silently change.
     """
     runs = []
-    for path in sorted(Path(study_dir).rglob(RECORD_FILE)):
+    study_dir = Path(study_dir)
+    for path in sorted(study_dir.rglob(RECORD_FILE)):
         if path.parent.name.startswith("."):  # staging or previous folders of runs being replaced
+            continue
+        if any((folder / APART_MARKER).exists() for folder in path.parents[1:]
+               if folder != study_dir and folder.is_relative_to(study_dir)):  # e.g. tuning trials
             continue
         try:
             runs.append(RunRecord.load(path.parent))

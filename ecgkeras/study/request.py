@@ -34,6 +34,7 @@ class StudyRequest:
     demo: bool = False
     publish: Path | None = None
     log_output: bool = False  # stream the notebooks' output (--verbose)
+    from_tuning: Path | None = None  # train each architecture's best configuration of this tuning
 
 
 def _paper_architectures() -> tuple[str, ...]:
@@ -78,7 +79,9 @@ def study_request(data_dir: Path | None, study_dir: Path | None, **inputs: Any) 
 
 
 def require_folders(request: StudyRequest) -> None:
-    """A study needs a data folder and a study folder."""
+    """A study needs a data folder and a study folder (a study from a tuning has the tuning's)."""
+    if request.from_tuning:
+        return
     if request.data_dir is None or request.study_dir is None:
         raise EcgkerasError(f"study needs --data-dir DIR (or ${PTBXL_VARIABLE}) and --out STUDY_DIR (or --demo)")
 

@@ -9,18 +9,18 @@ import nbformat
 
 import pytest
 from ecgkeras.runs import RunConfig, is_complete, load_run
-from ecgkeras.study.notebooks import TRAIN_NOTEBOOK, notebook_parameters, to_ipynb
+from ecgkeras.study.notebooks import NOTEBOOK_SOURCES, TRAIN_NOTEBOOK, notebook_parameters, to_ipynb
+
+NOTEBOOKS = sorted(path.name.removesuffix(".py") for path in NOTEBOOK_SOURCES.iterdir() if path.name.endswith(".py"))
 
 
 def test_notebooks_have_one_parameters_cell_and_no_stored_outputs(tmp_path):
-    for name in ("01_ptbxl_tour", "02_train_architecture", "03_aggregate_results", "04_explain_predictions",
-                 "06_your_own_ecg"):
+    for name in NOTEBOOKS:
         notebook = nbformat.read(to_ipynb(name, tmp_path), as_version=4)
         tagged = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
         assert len(tagged) == 1, name
         assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
-    for name in ("01_ptbxl_tour", "02_train_architecture", "03_aggregate_results", "04_explain_predictions",
-                 "06_your_own_ecg"):
+    for name in NOTEBOOKS:
         cell = next(c for c in nbformat.read(tmp_path / f"{name}.ipynb", as_version=4).cells
                     if "parameters" in c.metadata.get("tags", []))
         assigned = {target.id for statement in ast.parse(cell.source).body for target in statement.targets}

@@ -1,0 +1,53 @@
+"""The one owner of a tuning folder's layout, `STUDY_DIR/tuning/`:
+
+  tuning.json                the settings every architecture shares (budget, sampler seed, pruner, space,
+                             fixed parameters, data, storage); a rerun into the folder must match them
+  journal.log                the Optuna journal storage (unless --storage names a database)
+  summary.json               the budget spent and the best trial per architecture, written after each tune
+  <architecture>/trial-<k>/  one trial: a run record plus trial.json (its Optuna state and value)
+  <architecture>/history.png, importances.png   the optimization history and parameter importances
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ecgkeras.files import atomic_write_text
+from ecgkeras.runs.record import APART_MARKER
+
+TUNING_DIR = "tuning"
+SETTINGS_FILE = "tuning.json"
+JOURNAL_FILE = "journal.log"
+SUMMARY_FILE = "summary.json"
+TRIAL_FILE = "trial.json"
+HISTORY_PLOT = "history.png"
+IMPORTANCE_PLOT = "importances.png"
+
+
+def tuning_dir(study_dir: Path) -> Path:
+    """The tuning folder of a study folder."""
+    return study_dir / TUNING_DIR
+
+
+def make_tuning_dir(study_dir: Path) -> Path:
+    """Create the tuning folder, marked so its trials stay out of the study's own tables."""
+    folder = tuning_dir(study_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / APART_MARKER).exists():
+        atomic_write_text(folder / APART_MARKER, "trial run records of `ecgkeras tune`, not the study's runs\n")
+    return folder
+
+
+def trial_folder(study_dir: Path, architecture: str, number: int) -> Path:
+    """The run folder of trial `number` of `architecture`."""
+    return tuning_dir(study_dir) / architecture / f"trial-{number}"
+
+
+def study_name(architecture: str) -> str:
+    """The Optuna study of `architecture` in the storage."""
+    return f"ecgkeras-{architecture}"
+
+
+def journal_url(study_dir: Path) -> str:
+    """The default storage: the journal file in the tuning folder."""
+    return f"journal:{tuning_dir(study_dir) / JOURNAL_FILE}"
