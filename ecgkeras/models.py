@@ -138,11 +138,12 @@ def pooled_features(x):
 
 
 def classification_head(x, n_classes: int, head_units: int = 128, dropout: float = 0.3):
-    """Dropout, a ReLU dense layer, dropout and one sigmoid unit per class."""
+    """Dropout, a ReLU dense layer, dropout and one sigmoid unit per class (float32 under any precision
+    policy, so the loss, metrics, thresholds and saved predictions stay float32)."""
     x = layers.Dropout(dropout, name="head_dropout1")(x)
     x = layers.Dense(head_units, activation="relu", name="head_dense")(x)
     x = layers.Dropout(dropout, name="head_dropout2")(x)
-    return layers.Dense(n_classes, activation="sigmoid", name="probabilities")(x)
+    return layers.Dense(n_classes, activation="sigmoid", name="probabilities", dtype="float32")(x)
 
 
 def check_model(name: str, input_shape: tuple[int | None, int], n_classes: int, config: ModelConfig,

@@ -8,10 +8,11 @@ a best-model checkpoint and a CSV history.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Sequence
+from typing import ClassVar, Iterator, Sequence
 
 import keras
 import numpy as np
@@ -24,6 +25,10 @@ from ecgkeras.errors import EcgkerasError
 from ecgkeras.schema import Schema, Search, parameter
 
 LOSSES: tuple[str, ...] = ("bce", "weighted_bce", "focal")
+PRECISIONS: tuple[str, ...] = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+# The CPU features that decide bfloat16 speed, recorded with every run and benchmark.
+CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
+TENSOR_CORES = (7, 0)  # the first NVIDIA compute capability with float16 tensor cores (Volta)
 MONITOR = "val_auprc"  # validation macro-AUPRC: early stopping, LR schedule and checkpoint
 MODEL_FILE = "model.keras"  # the best model by MONITOR
 HISTORY_FILE = "history.csv"  # one row per epoch
@@ -60,6 +65,9 @@ class TrainingConfig(Schema):
     jit_compile: bool = parameter(False, "XLA; needs deterministic=False (Keras disables XLA under op "
                                   "determinism) and measured slower on CPU")
     deterministic: bool = parameter(True, "deterministic TensorFlow ops: the same seed gives the same metrics")
+    precision: str = parameter("auto", "Keras dtype policy of the layers (the output layer, loss and metrics stay "
+                               "float32); auto: mixed_float16 on GPUs with tensor cores, float32 on CPUs "
+                               "(bfloat16 measured no faster there, benchmarks/RESULTS.md)", choices=PRECISIONS)
     verbose: int = parameter(2, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch",
                              choices=(0, 1, 2), affects_results=False)
 
@@ -93,6 +101,43 @@ def set_seed(seed: int, deterministic: bool = True) -> None:
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
+
+
+def cpu_features() -> list[str]:
+    """Which of CPU_FEATURES this CPU has (Linux' /proc/cpuinfo; empty elsewhere)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    present = set(flags.split(":", 1)[1].split())
+    return [name for name in CPU_FEATURES if name in present]
+
+
+def gpu_compute_capabilities() -> list[list[int]]:
+    """The compute capability of each GPU TensorFlow sees (empty on a CPU)."""
+    return [list(tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0)))
+            for gpu in tf.config.list_physical_devices("GPU")]
+
+
+def resolve_precision(precision: str) -> str:
+    """The dtype policy `precision` stands for on this machine: `auto` is mixed_float16 when every visible GPU
+    has tensor cores and float32 otherwise (on CPUs mixed_bfloat16 was no faster: benchmarks/RESULTS.md)."""
+    if precision != "auto":
+        return precision
+    capabilities = gpu_compute_capabilities()
+    return "mixed_float16" if capabilities and all(tuple(c) >= TENSOR_CORES for c in capabilities) else "float32"
+
+
+@contextlib.contextmanager
+def precision_policy(precision: str) -> Iterator[str]:
+    """Build models under the resolved policy of `precision` (yielded); the previous global policy comes back."""
+    previous = keras.config.dtype_policy()
+    resolved = resolve_precision(precision)
+    keras.config.set_dtype_policy(resolved)
+    try:
+        yield resolved
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def make_loss(config: TrainingConfig, Y_train: np.ndarray) -> keras.losses.Loss:

@@ -16,8 +16,8 @@ from ecgkeras import EcgkerasError
 from ecgkeras.data.ptbxl import Signals, Standardizer, load_ptbxl
 from ecgkeras.models import build_model
 from ecgkeras.runs import predict_ecg
-from ecgkeras.training import (TrainingConfig, compile_model, convergence, make_dataset, predict_probabilities,
-                               train_model, warmup_schedule)
+from ecgkeras.training import (TrainingConfig, compile_model, convergence, make_dataset, precision_policy,
+                               predict_probabilities, resolve_precision, train_model, warmup_schedule)
 
 
 @pytest.mark.slow
@@ -212,3 +212,31 @@ def test_predict_gives_the_same_probabilities_as_before_on_a_saved_run(tiny_run,
     for name in (dotted, f"{dotted}.hea"):
         table = predict_ecg(tiny_run.run_dir, name).set_index("class")
         np.testing.assert_allclose(table.loc[tiny_run.classes, "probability"], before[i], rtol=1e-5, atol=1e-6)
+
+
+def test_auto_precision_is_float32_on_a_cpu_and_restores_the_global_policy():
+    assert resolve_precision("auto") == ("mixed_float16" if tf.config.list_physical_devices("GPU") else "float32")
+    with precision_policy("mixed_bfloat16") as policy:
+        model = build_model("cnn-gru", (400, 12), 23, filters=(8, 8, 16, 16), rnn_units=8, head_units=16)
+    assert policy == "mixed_bfloat16" and keras.config.dtype_policy().name == "float32"
+    assert model.get_layer("conv1").dtype_policy.name == "mixed_bfloat16"
+    assert model.output.dtype == "float32"  # the loss, metrics and thresholds see float32 probabilities
+    with pytest.raises(EcgkerasError, match="precision='float16': must be one of auto, float32"):
+        TrainingConfig(precision="float16")
+
+
+@pytest.mark.slow
+def test_a_mixed_precision_run_records_its_policy_and_repeats_exactly(synthetic_ptbxl, tmp_path):
+    from helpers import TINY_RUN
+
+    from ecgkeras.runs import RunConfig, run_experiment
+
+    def run(name):
+        config = RunConfig.from_parameters(data_dir=str(synthetic_ptbxl), architecture="cnn", crop_length=CROP,
+                                           precision="mixed_bfloat16", **TINY_RUN)  # bfloat16 is emulated on many CPUs
+        return run_experiment(config, tmp_path / name, progress=False)
+
+    first, again = run("a"), run("b")
+    assert first.execution["precision"] == "mixed_bfloat16" and "cpu_features" in first.execution
+    assert first.predictions["test_prob"].dtype == np.float32
+    np.testing.assert_array_equal(first.predictions["test_prob"], again.predictions["test_prob"])

@@ -16,7 +16,7 @@ from ecgkeras.evaluation import all_metrics, bootstrap_intervals, per_class_tabl
 from ecgkeras.models import build_model, check_model
 from ecgkeras.runs.config import FIXED, TUNED, RunConfig
 from ecgkeras.runs.record import Evaluation, RunRecord, staged_run_dir, write_record
-from ecgkeras.training import predict_probabilities, set_seed, train_model
+from ecgkeras.training import precision_policy, predict_probabilities, set_seed, train_model
 
 
 def load_dataset(config: RunConfig, progress: bool = True) -> PTBXL:
@@ -64,8 +64,9 @@ def train_run(config: RunConfig, data: PTBXL, train: Part, val: Part, standardiz
     (model, history)."""
     input_length = config.training.crop_length or train.X.shape[1]
     set_seed(config.seed, config.training.deterministic)  # before building: initial weights are random too
-    model = build_model(config.architecture, (input_length, train.X.shape[2]), len(data.classes), config.model,
-                        sampling_rate=config.sampling_rate)
+    with precision_policy(config.training.precision):  # the layers keep the policy they were built with
+        model = build_model(config.architecture, (input_length, train.X.shape[2]), len(data.classes), config.model,
+                            sampling_rate=config.sampling_rate)
     history = train_model(model, train, val, out_dir, config.training, seed=config.seed,
                           standardizer=standardizer, callbacks=callbacks)
     return model, history
