@@ -97,11 +97,9 @@ def measure(architectures: list[str], policy: str, rounds: int, steps: int, batc
 
 
 def cpu_description() -> dict:
-    from ecgkeras.training import cpu_features
+    from ecgkeras.training import cpu_features, cpu_model
 
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return {"model": model, "cpus": os.cpu_count(), "features": cpu_features()}
+    return {"model": cpu_model() or platform.processor(), "cpus": os.cpu_count(), "features": cpu_features()}
 
 
 def onednn_used_amx(arch: str = "cnn") -> bool | None:

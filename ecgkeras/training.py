@@ -103,13 +103,23 @@ def set_seed(seed: int, deterministic: bool = True) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def cpu_features() -> list[str]:
-    """Which of CPU_FEATURES this CPU has (Linux' /proc/cpuinfo; empty elsewhere)."""
+def _cpuinfo(field: str) -> str:
+    """The first `field` line of Linux' /proc/cpuinfo ('' elsewhere)."""
     try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+        line = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith(field))
     except (OSError, StopIteration):
-        return []
-    present = set(flags.split(":", 1)[1].split())
+        return ""
+    return line.split(":", 1)[1].strip()
+
+
+def cpu_model() -> str:
+    """The CPU's model name, e.g. 'AMD EPYC' ('' where the system does not say)."""
+    return _cpuinfo("model name")
+
+
+def cpu_features() -> list[str]:
+    """Which of CPU_FEATURES this CPU has (empty where the system does not say)."""
+    present = set(_cpuinfo("flags").split())
     return [name for name in CPU_FEATURES if name in present]
 
 

@@ -37,7 +37,7 @@ from ecgkeras.files import atomic_write, atomic_write_text
 from ecgkeras.models import get_architecture
 from ecgkeras.runs.config import POLICIES, SPLITS, TUNED, RunConfig
 from ecgkeras.runs.provenance import data_provenance, execution_context, library_versions
-from ecgkeras.training import HISTORY_FILE, MODEL_FILE, convergence, cpu_features
+from ecgkeras.training import HISTORY_FILE, MODEL_FILE, convergence, cpu_features, cpu_model
 
 RECORD_FILE = "metrics.json"
 APART_MARKER = ".runs-apart"  # a folder holding it keeps its runs out of `find_runs` of the folders above it
@@ -405,7 +405,7 @@ def write_record(out_dir: Path, config: RunConfig, data: PTBXL, splits: dict[str
         "versions": library_versions(),
         # host, pid, executor, CUDA_VISIBLE_DEVICES, SLURM job, devices; the dtype policy and the CPU's features
         "execution": {**execution_context(devices=True), "precision": model.dtype_policy.name,
-                      "cpu_features": cpu_features()},
+                      "cpu_model": cpu_model(), "cpu_features": cpu_features()},
         "classes": data.classes,
         "data": {**{f"n_{name}": len(part.X) for name, part in splits.items()},
                  "n_dropped": data.n_dropped, "input_shape": list(model.input_shape[1:]),
