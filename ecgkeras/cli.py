@@ -56,10 +56,11 @@ def _print_dataset_summary(path: Path) -> None:
 def _architectures(args: argparse.Namespace) -> None:
     from ecgkeras.models import ARCHITECTURES, build_model
 
-    print(f"{'name':<15} {'display name':<15} {'paper':<6} {'parameters':>10}   (100 Hz input, 23 classes)")
+    print(f"{'name':<16} {'display name':<16} {'group':<10} {'parameters':>10}   (100 Hz input, 23 classes; "
+          "--architectures takes names and the groups paper, benchmark, temporal, all)")
     for name, arch in ARCHITECTURES.items():
         params = build_model(name, (1000, 12), 23).count_params()
-        print(f"{name:<15} {arch.display_name:<15} {'yes' if arch.in_paper else '':<6} {params:>10,}")
+        print(f"{name:<16} {arch.display_name:<16} {arch.group or '-':<10} {params:>10,}")
 
 
 def _parameters(args: argparse.Namespace) -> None:
@@ -223,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--publish", type=Path, metavar="DIR",
                        help="with --demo and its own settings only: copy the summary's tables and figures to DIR "
                             "(make demo: results/demo-synthetic)")
-    study.add_argument("--architectures", nargs="+", metavar="NAME", help="default: the paper's seven")
+    study.add_argument("--architectures", nargs="+", metavar="NAME", help="names or groups (paper, benchmark, temporal, all; see `ecgkeras architectures`); "
+                       "default: paper, the paper's seven")
     study.add_argument("--seeds", nargs="+", type=int, default=[0])
     study.add_argument("--sampling-rate", dest="sampling_rate", type=int, choices=(100, 500))
     study.add_argument("--epochs", type=int)

@@ -36,7 +36,7 @@ def _results(parameters: dict[str, Any]) -> dict[str, Any]:
 
 def check_publish(request: StudyRequest) -> None:
     """Before anything is made: --publish takes only the demo's own study, into a folder it may replace."""
-    from ecgkeras.models import PAPER_ARCHITECTURES, get_architecture
+    from ecgkeras.models import PAPER_ARCHITECTURES, expand_architectures
     from ecgkeras.runs.record import find_runs
 
     option = f"--publish {request.publish}"
@@ -45,7 +45,7 @@ def check_publish(request: StudyRequest) -> None:
     demo, requested = _results(DEMO_PARAMETERS), _results(request.parameters)
     differing = [f"{name} {requested[name]} (the demo's: {demo[name]})" for name in sorted(demo)
                  if demo[name] != requested[name]]
-    architectures = [get_architecture(name).name for name in request.architectures]
+    architectures = expand_architectures(request.architectures)
     differing += [flag for flag, differs in (
         ("--architectures", architectures != list(PAPER_ARCHITECTURES)), ("--seeds", request.seeds != DEMO_SEEDS),
         ("--allow-mixed", request.allow_mixed), ("--shard", request.execution and request.execution.shard))

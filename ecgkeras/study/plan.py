@@ -11,7 +11,7 @@ from typing import Any, Iterable
 
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.files import atomic_write_text
-from ecgkeras.models import get_architecture
+from ecgkeras.models import expand_architectures
 from ecgkeras.runs.config import RunConfig
 from ecgkeras.runs.experiment import checked_parts, load_dataset
 from ecgkeras.runs.record import RECORD_FILE, RunRecord, is_complete, load_run
@@ -52,7 +52,7 @@ def plan_study(data_dir: str | Path | None, study_dir: Path, architectures: Iter
     be checked without writing: the study folder, every parameter and, given `data_dir`, the data
     and each run's model against it (None: the data is not checked, as `--list-runs` without it)."""
     _check_study_folder(study_dir)
-    architectures = [get_architecture(name).name for name in architectures]
+    architectures = expand_architectures(list(architectures))
     seeds = list(seeds)
     configs = plan_runs(data_dir if data_dir is not None else ".", study_dir, architectures, seeds, parameters)
     if data_dir is not None:
