@@ -18,11 +18,12 @@ Conventions:
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 from joblib import Parallel, cpu_count, delayed
+from scipy import stats
 from sklearn.metrics import (accuracy_score, average_precision_score, brier_score_loss, f1_score, hamming_loss,
                              precision_recall_curve, precision_recall_fscore_support, precision_score, recall_score,
                              roc_auc_score)
@@ -34,6 +35,7 @@ CALIBRATION_METRICS: tuple[str, ...] = ("brier_score", "ece")  # shown in the ta
 CALIBRATION_BINS = 10
 TABLE_METRICS: tuple[str, ...] = (*HEADLINE_METRICS, *CALIBRATION_METRICS)  # the columns of study tables
 LOWER_IS_BETTER = frozenset({"hamming_loss", *CALIBRATION_METRICS})
+VERDICT_METRICS: tuple[str, ...] = ("hamming_loss", "macro_auprc", "micro_f1", "subset_accuracy", "macro_auroc")
 
 
 def scorable_classes(y_true: np.ndarray) -> np.ndarray:
@@ -211,3 +213,87 @@ def _bootstrap(y_true: np.ndarray, statistic: Callable[[np.ndarray], dict[str, f
 def _statistics(statistic: Callable[[np.ndarray], dict[str, float]], resamples: list[np.ndarray]
                 ) -> list[dict[str, float]]:
     return [statistic(idx) for idx in resamples]
+
+
+def resampled_run_metrics(y_true: np.ndarray, runs: dict[str, tuple[np.ndarray, np.ndarray | float]],
+                          metrics: Sequence[str] = VERDICT_METRICS, bootstrap_resamples: int = 1000,
+                          seed: int = 0) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Every run's `metrics` on the test records and on `bootstrap_resamples` resamples of them.
+
+    `runs` maps a key to (probabilities, thresholds) on the same records; every run sees the same
+    resamples (paired). Returns the observed values (rows: keys) and, per metric, an array
+    (resamples, keys) in the order of `runs`.
+    """
+    def statistic(idx: np.ndarray) -> dict[str, float]:
+        values = {}
+        for key, (prob, cutoffs) in runs.items():
+            scores = {**threshold_metrics(y_true[idx], binarize(prob[idx], cutoffs)),
+                      **ranking_metrics(y_true[idx], prob[idx])}
+            values.update({f"{key}\t{name}": scores[name] for name in metrics})
+        return values
+
+    observed = statistic(np.arange(len(y_true)))
+    samples = _bootstrap(y_true, statistic, bootstrap_resamples, seed)
+    table = pd.DataFrame([[observed[f"{key}\t{name}"] for name in metrics] for key in runs], index=list(runs),
+                         columns=list(metrics))
+    return table, {name: samples[[f"{key}\t{name}" for key in runs]].to_numpy(float) for name in metrics}
+
+
+def seed_aware_difference(observed_a: np.ndarray, observed_b: np.ndarray, resampled_a: np.ndarray,
+                          resampled_b: np.ndarray, level: float = 0.95) -> dict[str, np.ndarray]:
+    """Difference of seed-averaged scores a - b with an interval for seed-to-seed and test-record variation.
+
+    observed_*: (..., seeds) each seed's score on the test records; resampled_*: (..., resamples, seeds)
+    the same runs on record resamples shared by a and b (paired). Leading axes broadcast (simulations).
+
+    The variance of the difference of seed means has two parts (law of total variance):
+    - test records: the paired bootstrap variance of (mean_a - mean_b), `V_records`; it holds the
+      architecture-by-record interaction, which seeds cannot show (all seeds see the same records),
+      and the record noise of each run;
+    - seeds: per architecture sigma2_seed / n_seeds, where sigma2_seed is the between-seed variance s2 of
+      the observed scores less the record noise it already holds (estimated as the bootstrap mean of the
+      between-seed variance minus s2), floored at 0; without that correction the record noise counts twice.
+    The interval is difference +- t(df) sqrt(V), df from Welch-Satterthwaite on the seed parts (n_seeds - 1
+    each; the bootstrap part counts as exact), so few seeds widen it as a t interval does. With one seed of
+    an architecture its seed variance is unknown and left out (`seed_variance_known` False).
+    Returns difference, standard_error, df, ci_low, ci_high, p_value (two-sided, unadjusted).
+    """
+    def seed_part(observed: np.ndarray, resampled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = observed.shape[-1]
+        if n < 2:
+            zero = np.zeros(observed.shape[:-1])
+            return zero, np.full(observed.shape[:-1], np.inf)
+        spread = np.var(observed, axis=-1, ddof=1)
+        noise = np.nanmean(np.var(resampled, axis=-1, ddof=1), axis=-1) - spread
+        return np.maximum(spread - noise, 0) / n, np.full(observed.shape[:-1], n - 1.0)
+
+    difference = observed_a.mean(axis=-1) - observed_b.mean(axis=-1)
+    records = np.nanvar(resampled_a.mean(axis=-1) - resampled_b.mean(axis=-1), axis=-1, ddof=1)
+    (seeds_a, df_a), (seeds_b, df_b) = seed_part(observed_a, resampled_a), seed_part(observed_b, resampled_b)
+    variance = records + seeds_a + seeds_b
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = variance ** 2 / (seeds_a ** 2 / df_a + seeds_b ** 2 / df_b)
+        df = np.where(np.isfinite(df), df, np.inf)
+        error = np.sqrt(variance)
+        quantile = stats.t.ppf(0.5 + level / 2, df)
+        p_value = np.where(error > 0, 2 * stats.t.sf(np.abs(difference) / error, df),
+                           np.where(difference == 0, 1.0, 0.0))
+    return {"difference": difference, "standard_error": error, "df": df, "ci_low": difference - quantile * error,
+            "ci_high": difference + quantile * error, "p_value": p_value,
+            "seed_variance_known": np.broadcast_to(min(observed_a.shape[-1], observed_b.shape[-1]) > 1,
+                                                   np.shape(difference))}
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (statsmodels' `multipletests`)."""
+    from statsmodels.stats.multitest import multipletests
+
+    p_values = np.asarray(p_values, dtype=float)
+    return multipletests(p_values, method="holm")[1] if len(p_values) else p_values
+
+
+def detectable_difference(standard_error: float, df: float = np.inf, alpha: float = 0.05,
+                          power: float = 0.8) -> float:
+    """The smallest true difference a two-sided test at `alpha` finds with probability `power`:
+    (t(1 - alpha/2) + t(power)) x standard error."""
+    return float((stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * standard_error)
