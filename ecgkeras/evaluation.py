@@ -28,6 +28,8 @@ from sklearn.metrics import (accuracy_score, average_precision_score, brier_scor
                              precision_recall_curve, precision_recall_fscore_support, precision_score, recall_score,
                              roc_auc_score)
 
+from ecgkeras.errors import EcgkerasError
+
 PARALLEL_MIN_RESAMPLES = 100  # per worker process: below this, starting workers costs more than it saves
 HEADLINE_METRICS: tuple[str, ...] = ("hamming_loss", "macro_auprc", "micro_f1", "subset_accuracy",
                                      "macro_auroc", "macro_f1")
@@ -215,28 +217,63 @@ def _statistics(statistic: Callable[[np.ndarray], dict[str, float]], resamples: 
     return [statistic(idx) for idx in resamples]
 
 
+def weighted_metrics(y_true: np.ndarray, y_prob: np.ndarray, thresholds: np.ndarray | float,
+                     weights: np.ndarray) -> dict[str, np.ndarray]:
+    """`VERDICT_METRICS` with record weights (rows of `weights`, e.g. bootstrap counts), all rows at once.
+
+    The same definitions as `threshold_metrics` and `ranking_metrics` (scikit-learn's, with
+    `sample_weight`): macro AUROC and AUPRC over the classes with positive and negative weight, AUROC
+    by the trapezoid rule, AUPRC as average precision. Vectorised over the rows (resamples), since
+    scikit-learn's one call per resample and run would take minutes per study.
+    """
+    y_true = np.asarray(y_true).astype(bool)
+    y_pred = binarize(y_prob, thresholds).astype(bool)
+    weights = np.atleast_2d(np.asarray(weights, dtype=float))
+    total = weights.sum(axis=1)
+    tp, fp, fn = (weights @ (y_true & y_pred).sum(1), weights @ (~y_true & y_pred).sum(1),
+                  weights @ (y_true & ~y_pred).sum(1))
+    errors = (y_true != y_pred).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = {"hamming_loss": weights @ errors / (total * y_true.shape[1]),
+                  "subset_accuracy": weights @ (errors == 0) / total,
+                  "micro_f1": np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)}
+        auroc, auprc = np.full((2, y_true.shape[1], len(weights)), np.nan)
+        for k in range(y_true.shape[1]):
+            order = np.argsort(-y_prob[:, k], kind="stable")
+            scores, positive, w = y_prob[order, k], y_true[order, k], weights[:, order]
+            ends = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]  # last record of each distinct score
+            tps, fps = np.cumsum(w * positive, axis=1)[:, ends], np.cumsum(w * ~positive, axis=1)[:, ends]
+            n_pos, n_neg = tps[:, -1:], fps[:, -1:]
+            tpr = np.hstack([np.zeros_like(n_pos), tps / n_pos])
+            fpr = np.hstack([np.zeros_like(n_neg), fps / n_neg])
+            scorable = (n_pos[:, 0] > 0) & (n_neg[:, 0] > 0)
+            auroc[k] = np.where(scorable, np.trapezoid(tpr, fpr, axis=1), np.nan)
+            precision = np.where(tps + fps > 0, tps / (tps + fps), 0.0)
+            auprc[k] = np.where(scorable, (np.diff(tpr, axis=1) * precision).sum(axis=1), np.nan)
+        values["macro_auroc"], values["macro_auprc"] = np.nanmean(auroc, axis=0), np.nanmean(auprc, axis=0)
+    return values
+
+
 def resampled_run_metrics(y_true: np.ndarray, runs: dict[str, tuple[np.ndarray, np.ndarray | float]],
                           metrics: Sequence[str] = VERDICT_METRICS, bootstrap_resamples: int = 1000,
                           seed: int = 0) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """Every run's `metrics` on the test records and on `bootstrap_resamples` resamples of them.
+    """Every run's `metrics` (of `VERDICT_METRICS`) on the test records and on `bootstrap_resamples`
+    resamples of them (`weighted_metrics`).
 
     `runs` maps a key to (probabilities, thresholds) on the same records; every run sees the same
     resamples (paired). Returns the observed values (rows: keys) and, per metric, an array
     (resamples, keys) in the order of `runs`.
     """
-    def statistic(idx: np.ndarray) -> dict[str, float]:
-        values = {}
-        for key, (prob, cutoffs) in runs.items():
-            scores = {**threshold_metrics(y_true[idx], binarize(prob[idx], cutoffs)),
-                      **ranking_metrics(y_true[idx], prob[idx])}
-            values.update({f"{key}\t{name}": scores[name] for name in metrics})
-        return values
-
-    observed = statistic(np.arange(len(y_true)))
-    samples = _bootstrap(y_true, statistic, bootstrap_resamples, seed)
-    table = pd.DataFrame([[observed[f"{key}\t{name}"] for name in metrics] for key in runs], index=list(runs),
-                         columns=list(metrics))
-    return table, {name: samples[[f"{key}\t{name}" for key in runs]].to_numpy(float) for name in metrics}
+    if unknown := sorted(set(metrics) - set(VERDICT_METRICS)):
+        raise EcgkerasError(f"metric(s) {unknown} cannot be compared: choose from {', '.join(VERDICT_METRICS)}")
+    rng = np.random.default_rng(seed)
+    n = len(y_true)
+    counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(bootstrap_resamples)])
+    weights = np.vstack([np.ones(n), counts])  # row 0: the test records themselves
+    values = {key: weighted_metrics(y_true, prob, cutoffs, weights) for key, (prob, cutoffs) in runs.items()}
+    observed = pd.DataFrame([[values[key][name][0] for name in metrics] for key in runs], index=list(runs),
+                            columns=list(metrics))
+    return observed, {name: np.column_stack([values[key][name][1:] for key in runs]) for name in metrics}
 
 
 def seed_aware_difference(observed_a: np.ndarray, observed_b: np.ndarray, resampled_a: np.ndarray,

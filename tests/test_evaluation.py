@@ -5,9 +5,11 @@ import pytest
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import brier_score_loss
 
-from ecgkeras.evaluation import (all_metrics, bootstrap_intervals, calibration_metrics, detectable_difference,
-                                 expected_calibration_error, holm, paired_bootstrap, per_class_table, ranking_metrics,
-                                 seed_aware_difference, threshold_metrics, tune_thresholds)
+from ecgkeras import EcgkerasError
+from ecgkeras.evaluation import (VERDICT_METRICS, all_metrics, binarize, bootstrap_intervals, calibration_metrics,
+                                 detectable_difference, expected_calibration_error, holm, paired_bootstrap,
+                                 per_class_table, ranking_metrics, resampled_run_metrics, seed_aware_difference,
+                                 threshold_metrics, tune_thresholds, weighted_metrics)
 
 # 4 records x 3 classes; class 2 has no positive record.
 Y_TRUE = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 0]])
@@ -172,3 +174,32 @@ def test_holm_matches_the_step_down_definition():
 def test_detectable_difference_is_the_power_calculation():
     assert detectable_difference(0.01) == pytest.approx((1.959964 + 0.841621) * 0.01, rel=1e-5)
     assert detectable_difference(0.01, df=2) > detectable_difference(0.01)
+
+
+def test_weighted_metrics_match_scikit_learn_on_resamples_with_ties_and_unscorable_classes():
+    rng = np.random.default_rng(4)
+    y_true = (rng.random((60, 4)) < 0.3).astype(np.uint8)
+    y_true[:, 3] = 0
+    y_true[5, 3] = 1  # a rare class: unscorable in resamples that miss record 5
+    y_prob = np.round(rng.random((60, 4)), 1)  # many tied scores
+    thresholds = np.array([0.5, 0.3, 0.6, 0.4])
+    resamples = [rng.integers(0, 60, 60) for _ in range(25)]
+    counts = np.stack([np.bincount(idx, minlength=60) for idx in resamples])
+    fast = weighted_metrics(y_true, y_prob, thresholds, counts)
+    for row, idx in enumerate(resamples):
+        slow = {**threshold_metrics(y_true[idx], binarize(y_prob[idx], thresholds)),
+                **ranking_metrics(y_true[idx], y_prob[idx])}
+        for name in VERDICT_METRICS:
+            assert fast[name][row] == pytest.approx(slow[name], abs=1e-12), (name, row)
+
+
+def test_resampled_run_metrics_pairs_the_resamples_and_refuses_other_metrics():
+    rng = np.random.default_rng(5)
+    y_true = (rng.random((40, 3)) < 0.4).astype(np.uint8)
+    prob = rng.random((40, 3))
+    observed, resampled = resampled_run_metrics(y_true, {"a": (prob, 0.5), "b": (prob, 0.5)}, bootstrap_resamples=30)
+    assert observed.loc["a", "micro_f1"] == pytest.approx(threshold_metrics(y_true, binarize(prob, 0.5))["micro_f1"])
+    assert resampled["macro_auroc"].shape == (30, 2)
+    np.testing.assert_array_equal(resampled["macro_auroc"][:, 0], resampled["macro_auroc"][:, 1])
+    with pytest.raises(EcgkerasError, match="brier_score"):
+        resampled_run_metrics(y_true, {"a": (prob, 0.5)}, metrics=("brier_score",), bootstrap_resamples=3)

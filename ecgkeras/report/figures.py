@@ -114,7 +114,7 @@ def plot_history(history: pd.DataFrame) -> plt.Figure:
 
 
 def plot_paired_comparison(comparison: pd.DataFrame) -> plt.Figure:
-    """Forest plot of `paired_comparisons`: each difference with its 95% interval, 0 marked."""
+    """Forest plot of `paired_comparisons`: each difference with its 95% interval, 0 marked, one panel per metric."""
     if comparison.empty:
         fig, ax = plt.subplots(figsize=(6, 1.5))
         ax.axis("off")
@@ -142,10 +142,11 @@ def plot_paired_comparison(comparison: pd.DataFrame) -> plt.Figure:
         ax.axvline(0, color="black", linewidth=0.8, linestyle="--")
         ax.set_yticks(positions, architectures)
         ax.set_ylim(len(architectures) - 0.5, -0.5)
-        ax.set_xlabel(f"difference in {LABELS.get(metric, metric)}")
+        ax.set_xlabel(f"difference in {LABELS.get(metric, metric)} to {part['reference'].dropna().iloc[0]}")
         ax.grid(axis="x", alpha=0.3)
     sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-    fig.suptitle(f"Paired bootstrap, test fold: architecture minus {comparison['reference'].iloc[0]} (95% CI)")
+    fig.suptitle("Test fold, all seeds: architecture minus the best per metric (95% CI; significant: "
+                 "Holm-adjusted p < 0.05)")
     fig.tight_layout()
     return fig
 

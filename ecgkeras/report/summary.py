@@ -16,8 +16,10 @@ from ecgkeras.report.figures import (plot_complexity, plot_learning_curves, plot
 from ecgkeras.report.formatting import format_table, save_table
 from ecgkeras.report.tables import (PAIRED_COLUMNS, ordered_runs, paired_comparisons, per_class_recall, reference_table,
                                     runs_frame, shown_path, summary_table, unconverged_runs)
+from ecgkeras.report.verdict import verdict_lines
 from ecgkeras.runs.config import POLICIES, TUNED
 from ecgkeras.runs.record import RunRecord, find_runs
+from ecgkeras.study.layout import VERDICT_FILE
 
 
 def _distinct(values: Iterable) -> str:
@@ -46,7 +48,8 @@ def convergence_lines(runs: Sequence[RunRecord]) -> list[str]:
                     f"epochs, best epoch {row.best_epoch} (`{row.run_dir}`)" for row in unconverged.itertuples()] + [""]
 
 
-def _readme(study_dir: Path, runs: list[RunRecord], files: dict[str, str], bootstrap_resamples: int) -> str:
+def _readme(study_dir: Path, runs: list[RunRecord], files: dict[str, str], bootstrap_resamples: int,
+            verdict: list[str]) -> str:
     configs = [run.config for run in runs]
     provenance = [run.provenance for run in runs]
     data_dirs = list(dict.fromkeys(shown_path(origin["data_dir"]) for origin in provenance))
@@ -58,6 +61,7 @@ def _readme(study_dir: Path, runs: list[RunRecord], files: dict[str, str], boots
     if differing := _differing_parameters(runs):
         lines += [f"> **Mixed configurations:** the runs differ in {', '.join(differing)} (each run's own "
                   "configuration is in its record and in `runs.csv`'s run folder).", ""]
+    lines += verdict
     seeds: dict[str, list[str]] = {}
     for run in runs:
         seeds.setdefault(run.display_name, []).append(str(run.seed))
@@ -81,8 +85,10 @@ def _readme(study_dir: Path, runs: list[RunRecord], files: dict[str, str], boots
               "- Test-fold metrics; mean ± sample standard deviation (ddof=1) over seeds, ± only with "
               "more than one seed; best value per column in bold (lowest Hamming loss, highest otherwise).",
               "- `tuned`: per-class thresholds maximizing F1 on the validation fold; `fixed`: 0.5.",
-              f"- Paired comparison: each architecture's lowest seed minus the reference's, {bootstrap_resamples} "
-              "paired bootstrap resamples of the test records, 95% percentile intervals.",
+              f"- Paired comparison: per metric, every architecture minus the best (seed means, all seeds of "
+              f"both), {bootstrap_resamples} paired bootstrap resamples of the test records plus the seed-to-seed "
+              "variance (its record noise removed), 95% t intervals (Welch-Satterthwaite degrees of freedom); "
+              "p-values Holm-adjusted over each metric's comparisons (`p_holm`, `significant` below 0.05).",
               f"- Calibration: Brier score and expected calibration error (ECE, {CALIBRATION_BINS} equal-width "
               "bins) over all (record, class) probabilities; lower is better.",
               "", *convergence_lines(runs),
@@ -117,7 +123,11 @@ def write_summary(study_dir: str | Path, out_dir: str | Path | None = None, boot
     table(recall, "per_class_recall", "test recall per class and architecture (tuned thresholds), class support")
     comparison = (paired_comparisons(runs, bootstrap_resamples=bootstrap_resamples) if bootstrap_resamples > 0
                   else pd.DataFrame(columns=list(PAIRED_COLUMNS)))
-    table(comparison, "paired_comparison", "paired bootstrap differences against the best architecture")
+    table(comparison, "paired_comparison", "differences to the best architecture per metric, all seeds, "
+          "95% intervals, Holm-adjusted p-values")
+    verdict = verdict_lines(comparison, summaries[TUNED], int(runs[0].data["n_test"]), bootstrap_resamples)
+    atomic_write_text(out_dir / VERDICT_FILE, "\n".join(verdict))
+    files[f"`{VERDICT_FILE}`"] = "the verdict (also at the top of this README and the report)"
     atomic_write_text(out_dir / "runs.csv", runs_frame(runs).to_csv(index=False))
     files["`runs.csv`"] = "every run's test metrics (both policies), size and timings"
     figure(plot_recall_heatmap(recall, "Per-class recall (test fold, tuned thresholds)"), "recall_heatmap",
@@ -129,5 +139,6 @@ def write_summary(study_dir: str | Path, out_dir: str | Path | None = None, boot
     figure(plot_learning_curves(runs), "learning_curves",
            "validation macro-AUPRC and loss per epoch, one line per architecture, range over seeds")
     figure(plot_reliability(runs), "reliability", "reliability diagrams (test fold): all classes and the most frequent")
-    atomic_write_text(out_dir / "README.md", _readme(study_dir, ordered_runs(runs), files, bootstrap_resamples))
+    atomic_write_text(out_dir / "README.md", _readme(study_dir, ordered_runs(runs), files, bootstrap_resamples,
+                                                     verdict))
     return out_dir

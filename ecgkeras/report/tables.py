@@ -5,9 +5,11 @@ Conventions:
 - Tables show the test fold by default; mean and sample standard deviation (ddof=1) over
   seeds. Architectures appear in registry order (`ecgkeras.models.ARCHITECTURES`) under
   their display names.
-- Paired comparisons use each architecture's lowest seed (one run each, with that run's
-  own thresholds): averaging probabilities over seeds would need thresholds re-tuned on
-  the averaged validation probabilities, which is a new model, not a record.
+- Paired comparisons use every seed of both architectures, each run with its own thresholds
+  (averaging probabilities over seeds would need thresholds re-tuned on the averaged validation
+  probabilities, a new model, not a record): the difference of seed-mean scores, with an interval
+  for seed-to-seed and test-record variation (`ecgkeras.evaluation.seed_aware_difference`), and
+  Holm's adjustment over the comparisons of each metric.
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ import numpy as np
 import pandas as pd
 
 from ecgkeras.errors import EcgkerasError
-from ecgkeras.evaluation import HEADLINE_METRICS, TABLE_METRICS, paired_bootstrap
+from ecgkeras.evaluation import (HEADLINE_METRICS, LOWER_IS_BETTER, TABLE_METRICS, VERDICT_METRICS, holm,
+                                 resampled_run_metrics, seed_aware_difference)
 from ecgkeras.models import ARCHITECTURES
 from ecgkeras.runs.config import POLICIES, TUNED
 from ecgkeras.runs.record import RunRecord
 
-PAIRED_COLUMNS: tuple[str, ...] = ("architecture", "display_name", "seed", "reference", "reference_display_name",
-                                   "reference_seed", "metric", "difference", "ci_low", "ci_high", "significant")
+PAIRED_COLUMNS: tuple[str, ...] = ("metric", "architecture", "display_name", "n_seeds", "reference",
+                                   "reference_display_name", "reference_n_seeds", "reference_mean", "difference",
+                                   "ci_low", "ci_high", "standard_error", "df", "p_value", "p_holm", "significant",
+                                   "seed_variance_known")
 
 # Published reference points, printed beside our numbers (test fold, PTB-XL 23 diagnostic subclasses).
 PAPER_REFERENCE: dict[str, dict[str, float | str]] = {
@@ -125,47 +130,59 @@ def per_class_recall(runs: Sequence[RunRecord], policy: str = TUNED, split: str 
 
 
 def paired_comparisons(runs: Sequence[RunRecord], reference: str | None = None,
-                       metrics: Sequence[str] = ("macro_auprc", "micro_f1"), bootstrap_resamples: int = 1000,
-                       seed: int = 0, policy: str = TUNED) -> pd.DataFrame:
-    """Every architecture minus the reference on the test fold, with paired bootstrap 95% intervals.
+                       metrics: Sequence[str] = VERDICT_METRICS, bootstrap_resamples: int = 1000,
+                       seed: int = 0, policy: str = TUNED, level: float = 0.95) -> pd.DataFrame:
+    """Every architecture minus the reference on the test fold, over all seeds of both, per metric.
 
-    The reference is the architecture with the best mean test macro-AUPRC unless `reference`
-    (registry or display name) is given. Each architecture is represented by its lowest seed.
+    The reference is, per metric, the architecture with the best seed-mean score (lowest Hamming loss,
+    highest otherwise) unless `reference` (registry or display name) is given. Every run is scored on
+    the same `bootstrap_resamples` resamples of the test records; `seed_aware_difference` turns them into
+    a difference of seed means with a `level` interval; `p_holm` adjusts the p-values of each metric's
+    comparisons (Holm), `significant` is p_holm below 1 - level.
     """
-    if bootstrap_resamples < 1:
-        raise EcgkerasError(f"bootstrap_resamples={bootstrap_resamples}: a paired bootstrap needs at least 1 resample")
-    first: dict[str, RunRecord] = {}
-    for run in ordered_runs(runs):
-        first.setdefault(run.architecture, run)
-    if reference is None:
-        frame = runs_frame(runs)
-        auprc = frame[frame["policy"] == policy].groupby("architecture", sort=False)["macro_auprc"].mean()
-        reference = auprc.idxmax()
-    else:
+    if bootstrap_resamples < 2:
+        raise EcgkerasError(f"bootstrap_resamples={bootstrap_resamples}: a paired comparison needs at least 2 "
+                            "resamples")
+    ordered = ordered_runs(runs)
+    if reference is not None:
         by_display = {arch.display_name: name for name, arch in ARCHITECTURES.items()}
         reference = by_display.get(reference, reference)
-    if reference not in first:
-        raise EcgkerasError(f"reference architecture {reference!r} has no run here: choose one of "
-                            f"{', '.join(first)}")
-    base = first[reference]
-    base_pred = base.predictions
-    results = []
-    for name, run in first.items():
-        if name == reference:
-            continue
+        if reference not in {run.architecture for run in ordered}:
+            raise EcgkerasError(f"reference architecture {reference!r} has no run here: choose one of "
+                                f"{', '.join(dict.fromkeys(run.architecture for run in ordered))}")
+    base = ordered[0].predictions
+    for run in ordered[1:]:
         pred = run.predictions
-        if not all(np.array_equal(pred[key], base_pred[key]) for key in ("test_ecg_ids", "test_true", "classes")):
-            raise EcgkerasError(f"{run.run_dir} and {base.run_dir} were tested on different records or "
+        if not all(np.array_equal(pred[key], base[key]) for key in ("test_ecg_ids", "test_true", "classes")):
+            raise EcgkerasError(f"{run.run_dir} and {ordered[0].run_dir} were tested on different records or "
                                 "classes: compare runs of one study (same data and folds)")
-        result = paired_bootstrap(base_pred["test_true"], pred["test_prob"], base_pred["test_prob"],
-                                  run.thresholds(policy), base.thresholds(policy), metrics=tuple(metrics),
-                                  bootstrap_resamples=bootstrap_resamples, seed=seed)
-        results.append(result.assign(architecture=run.architecture, display_name=run.display_name, seed=run.seed,
-                                     reference=base.architecture, reference_display_name=base.display_name,
-                                     reference_seed=base.seed))
-    if not results:
-        return pd.DataFrame(columns=list(PAIRED_COLUMNS))
-    return pd.concat(results, ignore_index=True)[list(PAIRED_COLUMNS)]
+    keys = {f"{run.architecture}/{run.seed}": run for run in ordered}
+    observed, resampled = resampled_run_metrics(
+        base["test_true"], {key: (run.predictions["test_prob"], run.thresholds(policy)) for key, run in keys.items()},
+        tuple(metrics), bootstrap_resamples, seed)
+    columns = {}  # architecture -> positions of its runs among the keys
+    for position, run in enumerate(keys.values()):
+        columns.setdefault(run.architecture, []).append(position)
+    display = {run.architecture: run.display_name for run in ordered}
+    rows = []
+    for metric in metrics:
+        scores = observed[metric].to_numpy(float)
+        means = {name: scores[at].mean() for name, at in columns.items()}
+        best = reference or (min if metric in LOWER_IS_BETTER else max)(means, key=means.get)
+        part = []
+        for name, at in columns.items():
+            if name == best:
+                continue
+            result = seed_aware_difference(scores[at], scores[columns[best]], resampled[metric][:, at],
+                                           resampled[metric][:, columns[best]], level)
+            part.append({"metric": metric, "architecture": name, "display_name": display[name], "n_seeds": len(at),
+                         "reference": best, "reference_display_name": display[best],
+                         "reference_n_seeds": len(columns[best]), "reference_mean": means[best],
+                         **{key: value.item() for key, value in result.items()}})
+        for row, adjusted in zip(part, holm([row["p_value"] for row in part])):
+            row.update(p_holm=float(adjusted), significant=bool(adjusted < 1 - level))
+        rows += part
+    return pd.DataFrame(rows, columns=list(PAIRED_COLUMNS))
 
 
 def unconverged_runs(runs: Sequence[RunRecord]) -> pd.DataFrame:

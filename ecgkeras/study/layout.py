@@ -25,6 +25,7 @@ RUN_GLOB = "*/seed-*"  # the run folders of a study: <architecture>/seed-<k>
 SLURM_DIR = "slurm"  # submitit's job files and logs, inside the study folder
 SLURM_JOBS_FILE = "jobs.json"  # run id -> SLURM job id and log, written at submission
 SUMMARY_DIR = "summary"
+VERDICT_FILE = "verdict.md"  # in the summary folder: the verdict the summary README and the report open with
 REPORT_DIR = "report"
 # Kinds of folder `ecgkeras.files.replaced_folder` replaces (its marker file says which)
 SUMMARY_KIND = "summary"

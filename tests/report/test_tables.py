@@ -9,6 +9,7 @@ import pytest
 from helpers import ARCHS, AUPRC, CLASSES, DISPLAY, ECG_IDS, HAMMING, PARAMETERS, SEEDS, Y_TEST, recall_of, write_run
 
 from ecgkeras import EcgkerasError
+from ecgkeras.evaluation import VERDICT_METRICS
 from ecgkeras.report.summary import convergence_lines
 from ecgkeras.report.tables import (PAPER_REFERENCE, paired_comparisons, per_class_recall, reference_table, runs_frame,
                                     summary_table, unconverged_runs)
@@ -49,18 +50,23 @@ def test_per_class_recall_matches_the_records(runs):
 
 
 def test_paired_comparison_against_itself_is_zero_and_a_better_model_wins(runs):
-    comparison = paired_comparisons(runs, reference="cnn", bootstrap_resamples=50)
+    comparison = paired_comparisons(runs, reference="cnn", metrics=("macro_auprc", "micro_f1"), bootstrap_resamples=50)
     assert set(comparison["reference"]) == {"cnn"} and set(comparison["architecture"]) == {"cnn-lstm", "cnn-bilstm"}
     assert set(comparison["reference_display_name"]) == {"CNN"}
     assert set(comparison["display_name"]) == {"CNN-LSTM", "CNN-BiLSTM"}
+    assert set(comparison["n_seeds"]) == set(comparison["reference_n_seeds"]) == {len(SEEDS)}  # every seed
     same = comparison[comparison["architecture"] == "cnn-lstm"]  # identical predictions and thresholds
     assert (same[["difference", "ci_low", "ci_high"]] == 0).all().all() and not same["significant"].any()
     better = comparison[comparison["architecture"] == "cnn-bilstm"]
     assert (better["difference"] > 0).all() and (better["ci_low"] > 0).all() and better["significant"].all()
-    assert set(better["metric"]) == {"macro_auprc", "micro_f1"} and set(better["seed"]) == {0}
-    # default reference: best mean test macro-AUPRC in the records (CNN-BiLSTM), by display name too
+    assert set(better["metric"]) == {"macro_auprc", "micro_f1"} and (better["p_holm"] >= better["p_value"]).all()
+    # default reference: per metric the best seed mean (CNN-BiLSTM), by display name too
     default = paired_comparisons(runs, bootstrap_resamples=20)
-    assert set(default["reference"]) == {"cnn-bilstm"} and (default["difference"] < 0).all()
+    assert list(dict.fromkeys(default["metric"])) == list(VERDICT_METRICS)
+    assert set(default["reference"]) == {"cnn-bilstm"}
+    lower = default["metric"] == "hamming_loss"
+    assert (default.loc[lower, "difference"] > 0).all() and (default.loc[~lower & (default["architecture"] == "cnn"),
+                                                                          "difference"] < 0).all()
     pd.testing.assert_frame_equal(paired_comparisons(runs, reference="CNN-BiLSTM", bootstrap_resamples=20), default)
     with pytest.raises(EcgkerasError, match="reference"):
         paired_comparisons(runs, reference="cnn-gru", bootstrap_resamples=20)
