@@ -307,7 +307,7 @@ def write_site(study_dir: str | Path, out_dir: str | Path | None = None,
         verdict = summary_dir / VERDICT_FILE
         body = "\n".join([
             markdown_to_html("\n".join(notes)),
-            markdown_to_html(verdict.read_text(), heading_offset=1) if verdict.is_file() else "",
+            markdown_to_html(verdict.read_text()) if verdict.is_file() else "",
             f"<p>Study folder <code>{html.escape(str(study_dir))}</code>: {len(runs)} complete run(s). "
             "This page opens from the file system; every table and figure links to its file.</p>",
             '<nav>Contents: <a href="#results">results</a> · <a href="#figures">figures</a> · '
