@@ -86,7 +86,7 @@ def _study_request(args: argparse.Namespace):
     from ecgkeras.study.devices import parse_gpus
     from ecgkeras.study.layout import parse_shard
     from ecgkeras.study.demo import demo_request
-    from ecgkeras.study.request import parse_parameters, study_request
+    from ecgkeras.study.request import parse_grid, parse_parameters, study_request
     from ecgkeras.study.runner import Execution
     from ecgkeras.study.slurm import SlurmOptions, parse_sbatch
 
@@ -98,7 +98,7 @@ def _study_request(args: argparse.Namespace):
     parameters = parse_parameters(args.param, {"sampling_rate": args.sampling_rate, "epochs": args.epochs})
     return (demo_request if args.demo else study_request)(args.data_dir, args.out, publish=args.publish,
                          architectures=args.architectures or list(PAPER_ARCHITECTURES), seeds=args.seeds,
-                         parameters=parameters, jobs=args.jobs, allow_mixed=args.allow_mixed, execution=execution,
+                         parameters=parameters, grid=parse_grid(args.grid), jobs=args.jobs, allow_mixed=args.allow_mixed, execution=execution,
                          log_output=getattr(args, "verbose", False))
 
 
@@ -232,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--jobs", type=int, default=1, help="runs executed in parallel")
     study.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                        help="run parameter (JSON value), e.g. -p learning_rate 0.0005; see `ecgkeras parameters`")
+    study.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",
+                       help="cross a run parameter's values with the architectures, one run folder per cell "
+                            "(<architecture>@NAME=V/seed-<k>), e.g. --grid rnn_readout=last,pool; repeat to cross more")
     study.add_argument("--allow-mixed", action="store_true", help="add runs of a different configuration")
     placement = study.add_argument_group("where runs execute")
     placement.add_argument("--executor", choices=("local", "slurm"), default="local",

@@ -184,11 +184,12 @@ def _metrics_of(auprc: float, hamming: float) -> dict:
             "macro_auroc": 0.8 + auprc / 10, "macro_f1": auprc - 0.05, "micro_auprc": auprc,
             "n_classes_scored": len(CLASSES), "ci95": {}}
 def write_run(run_dir, arch, seed, data_dir, ecg_ids=ECG_IDS, synthetic=False, prob=None, n_parameters=None,
-              seconds_per_epoch=None):
+              seconds_per_epoch=None, parameters=None):
     """A complete run folder in the record format of `run_experiment`, with known values (for an architecture
     outside ARCHS, or with `prob` given: those probabilities and placeholder metrics)."""
     run_dir.mkdir(parents=True)
-    config = RunConfig(data_dir=str(data_dir), architecture=arch, seed=seed, bootstrap_resamples=0)
+    config = RunConfig.from_parameters(data_dir=str(data_dir), architecture=arch, seed=seed, bootstrap_resamples=0,
+                                       **(parameters or {}))
     known = prob is None and arch in ARCHS and seed in SEEDS
     prob = SIGNAL[arch] * Y_TEST + (1 - SIGNAL[arch]) * NOISE if prob is None else prob
     support = Y_TEST.sum(axis=0)

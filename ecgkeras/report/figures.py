@@ -16,7 +16,7 @@ from ecgkeras.errors import EcgkerasError
 from ecgkeras.evaluation import CALIBRATION_BINS
 from ecgkeras.files import atomic_write
 from ecgkeras.report.formatting import LABELS, for_people
-from ecgkeras.report.tables import ordered_runs
+from ecgkeras.report.tables import ordered_runs, run_labels
 from ecgkeras.runs.record import RunRecord
 from ecgkeras.training import MONITOR
 
@@ -156,8 +156,9 @@ def plot_learning_curves(runs: Sequence[RunRecord]) -> plt.Figure:
 
     Runs stopped early contribute only their epochs, so late epochs may summarise fewer seeds.
     """
+    labels = run_labels(runs)
     parts = [run.history.assign(epoch=np.arange(1, len(run.history) + 1),  # CSVLogger counts from 0
-                                architecture=run.display_name,
+                                architecture=labels[run.run_dir][1],
                                 seed=run.seed) for run in ordered_runs(runs)]
     if not parts:
         raise EcgkerasError("no runs given: nothing to plot")
@@ -184,6 +185,7 @@ def plot_reliability(runs: Sequence[RunRecord], n_classes: int = 3, n_bins: int 
     diagonal is perfect calibration.
     """
     ordered = ordered_runs(runs)
+    labels = run_labels(ordered)
     if not ordered:
         raise EcgkerasError("no runs given: nothing to plot")
     support = ordered[0].predictions[f"{split}_true"].sum(axis=0)
@@ -195,7 +197,7 @@ def plot_reliability(runs: Sequence[RunRecord], n_classes: int = 3, n_bins: int 
         for run in ordered:
             y_true, y_prob = run.predictions[f"{split}_true"], run.predictions[f"{split}_prob"]
             truth, prob = (y_true.ravel(), y_prob.ravel()) if k is None else (y_true[:, k], y_prob[:, k])
-            pooled = curves.setdefault(run.display_name, ([], []))
+            pooled = curves.setdefault(labels[run.run_dir][1], ([], []))
             pooled[0].append(truth)
             pooled[1].append(prob)
         rows = []

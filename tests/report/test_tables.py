@@ -103,3 +103,26 @@ def test_tables_and_readme_mark_the_unconverged_run(two_runs):
     text = "\n".join(convergence_lines(two_runs))
     assert "1 run(s) had not converged" in text and "CNN, seed 1: epoch_cap, 2 of 2 epochs" in text
     assert "Every run converged." in "\n".join(convergence_lines(two_runs[:1]))
+
+
+def test_a_crossed_parameter_gives_a_row_per_value_grouped_by_it(tmp_path):
+    for arch in ("cnn", "cnn-lstm"):
+        for readout in ("last", "pool"):
+            for seed in SEEDS:
+                write_run(tmp_path / f"{arch}@rnn_readout={readout}" / f"seed-{seed}", arch, seed, tmp_path,
+                          parameters={"rnn_readout": readout})
+    runs = find_runs(tmp_path)
+    summary = summary_table(runs)
+    assert list(summary.index) == ["cnn@rnn_readout=last", "cnn-lstm@rnn_readout=last", "cnn@rnn_readout=pool",
+                                   "cnn-lstm@rnn_readout=pool"]  # grouped by the crossed value, then registry order
+    assert list(summary["rnn_readout"]) == ["last", "last", "pool", "pool"] and set(summary["n_seeds"]) == {2}
+    assert summary.loc["cnn-lstm@rnn_readout=pool", "display_name"] == "CNN-LSTM (rnn_readout=pool)"
+    assert list(runs_frame(runs)["rnn_readout"][:2]) == ["last", "last"]
+    recall = per_class_recall(runs)
+    assert "CNN (rnn_readout=pool)" in recall.columns and len(recall.columns) == 5
+    comparison = paired_comparisons(runs, metrics=("micro_f1",), bootstrap_resamples=10)
+    assert len(comparison) == 3 and comparison["architecture"].is_unique
+    from ecgkeras.report.summary import write_summary
+
+    readme = (write_summary(tmp_path, tmp_path / "summary", bootstrap_resamples=10) / "README.md").read_text()
+    assert "**Runs differ in rnn_readout**" in readme and "- CNN-LSTM (rnn_readout=pool): seed(s) 0, 1" in readme
