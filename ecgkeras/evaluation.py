@@ -293,6 +293,10 @@ def seed_aware_difference(observed_a: np.ndarray, observed_b: np.ndarray, resamp
     The interval is difference +- t(df) sqrt(V), df from Welch-Satterthwaite on the seed parts (n_seeds - 1
     each; the bootstrap part counts as exact), so few seeds widen it as a t interval does. With one seed of
     an architecture its seed variance is unknown and left out (`seed_variance_known` False).
+    Why not a two-level bootstrap (resample seeds, then records): resampling 3 seeds underestimates
+    their variance by a third and a percentile interval has no small-sample widening, while the record
+    level counts the record noise a second time. In simulations with a known difference
+    (tests/test_evaluation.py) these intervals cover it in 92-98% of 400 studies for 2 to 5 seeds.
     Returns difference, standard_error, df, ci_low, ci_high, p_value (two-sided, unadjusted).
     """
     def seed_part(observed: np.ndarray, resampled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -156,7 +156,7 @@ def test_without_the_seed_part_intervals_undercover_when_seeds_vary():
     result, _ = _simulated_intervals(sd_seed=0.05)
     assert np.all(result["seed_variance_known"])
     _, records_only = _simulated_intervals(seeds=1, sd_seed=0.05)  # one seed: the seed spread is unknown
-    assert records_only < 0.85
+    assert records_only < 0.7  # measured 0.55
 
 
 def test_one_seed_has_no_seed_variance_and_says_so():
