@@ -98,7 +98,8 @@ def _study_request(args: argparse.Namespace):
     parameters = parse_parameters(args.param, {"sampling_rate": args.sampling_rate, "epochs": args.epochs})
     return (demo_request if args.demo else study_request)(args.data_dir, args.out, publish=args.publish,
                          architectures=args.architectures or list(PAPER_ARCHITECTURES), seeds=args.seeds,
-                         parameters=parameters, grid=parse_grid(args.grid), jobs=args.jobs, allow_mixed=args.allow_mixed, execution=execution,
+                         parameters=parameters, grid=parse_grid(args.grid), jobs=args.jobs,
+                         allow_mixed=args.allow_mixed, execution=execution,
                          log_output=getattr(args, "verbose", False))
 
 
@@ -224,8 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--publish", type=Path, metavar="DIR",
                        help="with --demo and its own settings only: copy the summary's tables and figures to DIR "
                             "(make demo: results/demo-synthetic)")
-    study.add_argument("--architectures", nargs="+", metavar="NAME", help="names or groups (paper, benchmark, temporal, all; see `ecgkeras architectures`); "
-                       "default: paper, the paper's seven")
+    study.add_argument("--architectures", nargs="+", metavar="NAME",
+                       help="names or groups (paper, benchmark, temporal, all; see `ecgkeras architectures`); "
+                            "default: paper, the paper's seven")
     study.add_argument("--seeds", nargs="+", type=int, default=[0])
     study.add_argument("--sampling-rate", dest="sampling_rate", type=int, choices=(100, 500))
     study.add_argument("--epochs", type=int)

@@ -173,27 +173,6 @@ def bootstrap_intervals(y_true: np.ndarray, y_prob: np.ndarray, thresholds: dict
             for policy in thresholds}
 
 
-def paired_bootstrap(y_true: np.ndarray, prob_a: np.ndarray, prob_b: np.ndarray,
-                     thresholds_a: np.ndarray | float, thresholds_b: np.ndarray | float,
-                     metrics: tuple[str, ...] = ("macro_auprc", "micro_f1"),
-                     bootstrap_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
-    """Difference a - b of `metrics` on the same records, with a paired percentile bootstrap interval."""
-    def difference(idx: np.ndarray) -> dict[str, float]:
-        a = all_metrics(y_true[idx], prob_a[idx], thresholds_a)
-        b = all_metrics(y_true[idx], prob_b[idx], thresholds_b)
-        return {name: a[name] - b[name] for name in metrics}
-
-    observed = difference(np.arange(len(y_true)))
-    samples = _bootstrap(y_true, difference, bootstrap_resamples, seed)
-    tail = (1 - level) / 2 * 100
-    rows = []
-    for name in metrics:
-        low, high = np.nanpercentile(samples[name], [tail, 100 - tail])
-        rows.append({"metric": name, "difference": observed[name], "ci_low": low, "ci_high": high,
-                     "significant": bool(low > 0 or high < 0)})
-    return pd.DataFrame(rows)
-
-
 def _bootstrap(y_true: np.ndarray, statistic: Callable[[np.ndarray], dict[str, float]],
                bootstrap_resamples: int, seed: int) -> pd.DataFrame:
     """`statistic` on `bootstrap_resamples` resamples, over the CPU cores in worker processes (the metrics are

@@ -236,8 +236,9 @@ def transformer_module(x, depth: int = 2, heads: int = 4, units: int = 128, drop
     for level in range(1, depth + 1):
         attended = layers.MultiHeadAttention(heads, max(1, width // heads), dropout=dropout,
                                              name=f"attention{level}")(x, x)
+        attended = layers.Dropout(dropout, name=f"attention{level}_dropout")(attended)
         x = layers.LayerNormalization(name=f"attention{level}_norm")(
-            layers.Add(name=f"attention{level}_add")([x, layers.Dropout(dropout, name=f"attention{level}_dropout")(attended)]))
+            layers.Add(name=f"attention{level}_add")([x, attended]))
         forward = layers.Dense(units, activation="relu", name=f"feed_forward{level}_in")(x)
         forward = layers.Dropout(dropout, name=f"feed_forward{level}_dropout")(
             layers.Dense(width, name=f"feed_forward{level}_out")(forward))

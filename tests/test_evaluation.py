@@ -7,8 +7,8 @@ from sklearn.metrics import brier_score_loss
 
 from ecgkeras import EcgkerasError
 from ecgkeras.evaluation import (VERDICT_METRICS, all_metrics, binarize, bootstrap_intervals, calibration_metrics,
-                                 detectable_difference, expected_calibration_error, holm, paired_bootstrap,
-                                 per_class_table, ranking_metrics, resampled_run_metrics, seed_aware_difference,
+                                 detectable_difference, expected_calibration_error, holm, per_class_table,
+                                 ranking_metrics, resampled_run_metrics, seed_aware_difference,
                                  threshold_metrics, tune_thresholds, weighted_metrics)
 
 # 4 records x 3 classes; class 2 has no positive record.
@@ -70,17 +70,6 @@ def test_bootstrap_interval_contains_the_estimate_and_is_reproducible():
     assert ci["fixed"]["macro_auprc"] == ci["strict"]["macro_auprc"]  # ranking metrics ignore thresholds
     assert ci["fixed"]["micro_f1"] != ci["strict"]["micro_f1"]
     assert ci == bootstrap_intervals(y_true, y_prob, {"fixed": 0.5, "strict": 0.9}, bootstrap_resamples=100, seed=3)
-
-
-def test_paired_bootstrap_detects_a_real_difference_and_not_a_null_one():
-    rng = np.random.default_rng(1)
-    y_true = rng.integers(0, 2, (300, 3))
-    good = np.clip(y_true * 0.7 + rng.normal(0.15, 0.15, y_true.shape), 0, 1)
-    noisy = np.clip(y_true * 0.2 + rng.normal(0.4, 0.25, y_true.shape), 0, 1)
-    better = paired_bootstrap(y_true, good, noisy, 0.5, 0.5, bootstrap_resamples=100).set_index("metric")
-    assert (better["difference"] > 0).all() and better["significant"].all()
-    same = paired_bootstrap(y_true, good, good, 0.5, 0.5, bootstrap_resamples=50).set_index("metric")
-    assert (same["difference"] == 0).all() and not same["significant"].any()
 
 
 def test_bootstrap_gives_the_same_intervals_in_worker_processes_as_serially(monkeypatch):
