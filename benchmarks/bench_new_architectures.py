@@ -1,5 +1,5 @@
 """Parameters, training and inference throughput of the new architectures against the CNN (CPU, random data)."""
-import os, time, statistics
+import os, time
 import numpy as np, keras
 from ecgkeras.models import build_model
 rng = np.random.default_rng(0)
