@@ -56,10 +56,11 @@ def _print_dataset_summary(path: Path) -> None:
 def _architectures(args: argparse.Namespace) -> None:
     from ecgkeras.models import ARCHITECTURES, build_model
 
-    print(f"{'name':<15} {'display name':<15} {'paper':<6} {'parameters':>10}   (100 Hz input, 23 classes)")
+    print(f"{'name':<16} {'display name':<16} {'group':<10} {'parameters':>10}   (100 Hz input, 23 classes; "
+          "--architectures takes names and the groups paper, benchmark, temporal, all)")
     for name, arch in ARCHITECTURES.items():
         params = build_model(name, (1000, 12), 23).count_params()
-        print(f"{name:<15} {arch.display_name:<15} {'yes' if arch.in_paper else '':<6} {params:>10,}")
+        print(f"{name:<16} {arch.display_name:<16} {arch.group or '-':<10} {params:>10,}")
 
 
 def _parameters(args: argparse.Namespace) -> None:
@@ -86,7 +87,7 @@ def _study_request(args: argparse.Namespace):
     from ecgkeras.study.devices import parse_gpus
     from ecgkeras.study.layout import parse_shard
     from ecgkeras.study.demo import demo_request
-    from ecgkeras.study.request import parse_parameters, study_request
+    from ecgkeras.study.request import parse_grid, parse_parameters, study_request
     from ecgkeras.study.runner import Execution
     from ecgkeras.study.slurm import SlurmOptions, parse_sbatch
 
@@ -98,8 +99,8 @@ def _study_request(args: argparse.Namespace):
     parameters = parse_parameters(args.param, {"sampling_rate": args.sampling_rate, "epochs": args.epochs})
     return (demo_request if args.demo else study_request)(args.data_dir, args.out, publish=args.publish,
                          architectures=args.architectures or ([] if args.from_tuning else list(PAPER_ARCHITECTURES)),
-                         seeds=args.seeds,
-                         parameters=parameters, jobs=args.jobs, allow_mixed=args.allow_mixed, execution=execution,
+                         seeds=args.seeds, parameters=parameters, grid=parse_grid(args.grid), jobs=args.jobs,
+                         allow_mixed=args.allow_mixed, execution=execution,
                          log_output=getattr(args, "verbose", False),
                          **({"from_tuning": args.from_tuning} if args.from_tuning else {}))
 
@@ -281,13 +282,18 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--publish", type=Path, metavar="DIR",
                        help="with --demo and its own settings only: copy the summary's tables and figures to DIR "
                             "(make demo: results/demo-synthetic)")
-    study.add_argument("--architectures", nargs="+", metavar="NAME", help="default: the paper's seven")
+    study.add_argument("--architectures", nargs="+", metavar="NAME",
+                       help="names or groups (paper, benchmark, temporal, all; see `ecgkeras architectures`); "
+                            "default: paper, the paper's seven")
     study.add_argument("--seeds", nargs="+", type=int, default=[0])
     study.add_argument("--sampling-rate", dest="sampling_rate", type=int, choices=(100, 500))
     study.add_argument("--epochs", type=int)
     study.add_argument("--jobs", type=int, default=1, help="runs executed in parallel")
     study.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                        help="run parameter (JSON value), e.g. -p learning_rate 0.0005; see `ecgkeras parameters`")
+    study.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",
+                       help="cross a run parameter's values with the architectures, one run folder per cell "
+                            "(<architecture>@NAME=V/seed-<k>), e.g. --grid rnn_readout=last,pool; repeat to cross more")
     study.add_argument("--allow-mixed", action="store_true", help="add runs of a different configuration")
     study.add_argument("--from-tuning", type=Path, metavar="STUDY_DIR", help="train each architecture's best "
                        "configuration of `ecgkeras tune --out STUDY_DIR` (default --out and --data-dir: the tuning's)")

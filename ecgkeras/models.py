@@ -17,6 +17,31 @@ Defaults (chosen for PTB-XL at 100 Hz, 10 s = 1000 samples):
              rnn_readout="pool" the last layer returns its sequence too, summarised by the
              CNN's global average and max pooling.
   head       dropout 0.3, Dense(128, ReLU), dropout 0.3, Dense(n_classes, sigmoid).
+
+Other temporal modules on the same front-end (group `temporal`):
+  cnn-tcn          a temporal convolutional network (Bai et al. 2018): `depth` (default 4) residual
+                   blocks of two causal Conv1D (tcn_filters, tcn_kernel_size) with dilation 1, 2, 4, 8,
+                   ReLU and dropout, a 1x1 convolution on the shortcut where the width changes;
+                   receptive field 1 + 2 (k - 1)(2^depth - 1) = 61 of the 62 steps; pooled like the CNN.
+  cnn-transformer  sinusoidal positional encoding, then `depth` (default 2) post-norm Transformer
+                   encoder layers (Vaswani et al. 2017): MultiHeadAttention (attention_heads heads of
+                   width filters[-1] / heads), dropout, residual, LayerNorm, a ReLU feed-forward of
+                   transformer_units, residual, LayerNorm; pooled like the CNN.
+
+The PTB-XL benchmark's strongest CNNs (group `benchmark`, Strodthoff et al. 2020), with their own
+convolutional stacks instead of the front-end and the shared head on average+max pooling:
+  inception1d      InceptionTime (Ismail Fawaz et al. 2020) as the benchmark configures it: 6
+                   inception modules (inception_depth) without downsampling, each a 1x1 bottleneck
+                   (32) then parallel convolutions of kernels 39, 19, 9 (inception_kernel_size 40,
+                   halved, made odd) and a max-pool -> 1x1 branch, 32 filters each (concatenated to
+                   128), BatchNorm, ReLU; a residual shortcut (1x1 conv + BatchNorm) every 3 modules.
+  xresnet1d101     ResNet-101 in 1D with the "bag of tricks" of He et al. 2019: a stem of three
+                   convolutions (32, 32, 64; the first strided) and a max-pool, bottleneck blocks
+                   (3, 4, 23, 3) of widths 64, 128, 256, 512 x expansion 4, kernel 5 in the middle
+                   convolution, downsampling in that convolution (ResNet-B), an average-pool before
+                   the shortcut's 1x1 convolution (ResNet-D), the last BatchNorm of every block
+                   initialised to zero.
+At 500 Hz every architecture starts with the same stem average-pooling to 100 Hz resolution.
 """
 
 from __future__ import annotations
@@ -33,6 +58,7 @@ from ecgkeras.schema import Schema, Search, parameter
 RECURRENT_CELLS = {"lstm": layers.LSTM, "gru": layers.GRU}
 RNN_READOUTS: tuple[str, ...] = ("last", "pool")
 RECURRENT_ONLY: tuple[str, ...] = ("rnn_units", "rnn_dropout", "depth", "rnn_readout")  # no effect on the CNN
+GROUPS: tuple[str, ...] = ("paper", "benchmark", "temporal", "all")  # names --architectures accepts
 
 
 @dataclass(frozen=True)
@@ -43,12 +69,23 @@ class Architecture:
     display_name: str
     cell: str | None = None  # "lstm", "gru" or None for the CNN baseline
     bidirectional: bool = False
-    depth: int = 0
+    depth: int = 0  # recurrent, TCN or Transformer layers
     in_paper: bool = False
+    module: str = "pool"  # what follows the front-end: pool (the CNN), rnn, tcn, transformer; or the
+    # benchmark networks' own stack: inception, xresnet
+    group: str = ""  # paper, benchmark, temporal, or "" (variants only in `all`)
+
+    @property
+    def front_end(self) -> bool:
+        """Whether it uses the shared convolutional front-end (all but the benchmark networks)."""
+        return self.module not in BENCHMARK_MODULES
+
+
+BENCHMARK_MODULES = ("inception", "xresnet")
 
 
 def _registry() -> dict[str, Architecture]:
-    archs = [Architecture("cnn", "CNN", in_paper=True)]
+    archs = [Architecture("cnn", "CNN", in_paper=True, group="paper")]
     for cell, bidirectional in (("lstm", False), ("gru", False), ("lstm", True), ("gru", True)):
         label = ("Bi" if bidirectional else "") + cell.upper()
         key = ("bi" if bidirectional else "") + cell
@@ -56,7 +93,12 @@ def _registry() -> dict[str, Architecture]:
             suffix = "" if depth == 1 else f"-x{depth}"
             display = f"CNN-{label}" + ("" if depth == 1 else f" x{depth}")
             in_paper = depth <= 2 and key != "bigru"
-            archs.append(Architecture(f"cnn-{key}{suffix}", display, cell, bidirectional, depth, in_paper))
+            archs.append(Architecture(f"cnn-{key}{suffix}", display, cell, bidirectional, depth, in_paper, "rnn",
+                                      "paper" if in_paper else ""))
+    archs += [Architecture("inception1d", "Inception1D", module="inception", group="benchmark"),
+              Architecture("xresnet1d101", "XResNet1D-101", module="xresnet", group="benchmark"),
+              Architecture("cnn-tcn", "CNN-TCN", depth=4, module="tcn", group="temporal"),
+              Architecture("cnn-transformer", "CNN-Transformer", depth=2, module="transformer", group="temporal")]
     return {arch.name: arch for arch in archs}
 
 
@@ -67,8 +109,21 @@ PAPER_ARCHITECTURES: tuple[str, ...] = tuple(name for name, arch in ARCHITECTURE
 def get_architecture(name: str) -> Architecture:
     """The registered architecture `name`, or a one-line error listing the valid names."""
     if name not in ARCHITECTURES:
-        raise EcgkerasError(f"unknown architecture {name!r}: choose one of {', '.join(ARCHITECTURES)}")
+        raise EcgkerasError(f"unknown architecture {name!r}: choose one of {', '.join(ARCHITECTURES)} "
+                            f"(or a group: {', '.join(GROUPS)})")
     return ARCHITECTURES[name]
+
+
+def group_members(group: str) -> tuple[str, ...]:
+    """The architectures of a group: paper (the seven, the default), benchmark, temporal or all."""
+    return tuple(name for name, arch in ARCHITECTURES.items() if group == "all" or arch.group == group)
+
+
+def expand_architectures(names: Sequence[str]) -> list[str]:
+    """Architecture and group names (`GROUPS`) to registered architecture names, in the order given, each once."""
+    expanded = [member for name in names
+                for member in (group_members(name) if name in GROUPS else (get_architecture(name).name,))]
+    return list(dict.fromkeys(expanded))
 
 
 @dataclass
@@ -82,12 +137,28 @@ class ModelConfig(Schema):
     pool_size: int = parameter(2, "max-pooling factor after each conv block", minimum=1)
     rnn_units: int = parameter(64, "units of each recurrent layer (per direction)", minimum=1,
                                search=Search(choices=(32, 64, 128)))
-    rnn_dropout: float = parameter(0.2, "dropout between stacked recurrent layers", minimum=0, maximum=1,
-                                   below_maximum=True, search=Search(0.0, 0.5))
-    depth: int | None = parameter(None, "recurrent layers; None: the architecture's own", minimum=1)
+    rnn_dropout: float = parameter(0.2, "dropout between stacked recurrent layers (and inside TCN and Transformer "
+                                   "layers)", minimum=0, maximum=1, below_maximum=True, search=Search(0.0, 0.5))
+    depth: int | None = parameter(None, "recurrent, TCN or Transformer layers; None: the architecture's own",
+                                  minimum=1)
     rnn_readout: str = parameter("last", "what the head sees of the last recurrent layer: last (its final "
                                  "state, the paper's design) or pool (average and max over its sequence)",
                                  choices=RNN_READOUTS, search=Search(choices=RNN_READOUTS))
+    tcn_filters: int = parameter(64, "cnn-tcn: filters of each dilated convolution", minimum=1)
+    tcn_kernel_size: int = parameter(3, "cnn-tcn: kernel size of each dilated convolution", minimum=2)
+    attention_heads: int = parameter(4, "cnn-transformer: attention heads per layer", minimum=1)
+    transformer_units: int = parameter(128, "cnn-transformer: units of each layer's feed-forward part", minimum=1)
+    inception_filters: int = parameter(32, "inception1d: filters of each branch and of the bottleneck", minimum=1)
+    inception_depth: int = parameter(6, "inception1d: inception modules (a shortcut every 3)", minimum=1)
+    inception_kernel_size: int = parameter(40, "inception1d: longest kernel (then halved twice, made odd)",
+                                           minimum=4)
+    xresnet_widths: tuple[int, ...] = parameter((64, 128, 256, 512), "xresnet1d101: bottleneck width of each "
+                                                "stage (output: width x xresnet_expansion)", minimum=1)
+    xresnet_blocks: tuple[int, ...] = parameter((3, 4, 23, 3), "xresnet1d101: residual blocks of each stage "
+                                                "(3, 4, 23, 3: ResNet-101)", minimum=1)
+    xresnet_expansion: int = parameter(4, "xresnet1d101: bottleneck expansion", minimum=1)
+    xresnet_kernel_size: int = parameter(5, "xresnet1d101: kernel of the stem and the middle convolutions",
+                                         minimum=1)
     head_units: int = parameter(128, "units of the head's dense layer", minimum=1,
                                 search=Search(choices=(64, 128, 256)))
     dropout: float = parameter(0.3, "dropout in the head", minimum=0, maximum=1, below_maximum=True,
@@ -98,6 +169,9 @@ class ModelConfig(Schema):
         if len(self.filters) != len(self.kernel_sizes):
             raise EcgkerasError(f"filters {self.filters} and kernel_sizes {self.kernel_sizes} "
                                 "must have the same length (one per conv block)")
+        if len(self.xresnet_widths) != len(self.xresnet_blocks):
+            raise EcgkerasError(f"xresnet_widths {self.xresnet_widths} and xresnet_blocks {self.xresnet_blocks} "
+                                "must have the same length (one per stage)")
 
 
 def conv_front_end(x, filters: Sequence[int] = (64, 64, 128, 128), kernel_sizes: Sequence[int] = (7, 5, 5, 3),
@@ -131,6 +205,105 @@ def recurrent_module(x, cell: str, depth: int, units: int = 64, bidirectional: b
     return pooled_features(x) if readout == "pool" else x
 
 
+def tcn_module(x, depth: int = 4, filters: int = 64, kernel_size: int = 3, dropout: float = 0.2):
+    """`depth` residual blocks of two causal dilated convolutions, dilation 2**block (Bai et al. 2018)."""
+    for block in range(1, depth + 1):
+        shortcut = x
+        for step in (1, 2):
+            x = layers.Conv1D(filters, kernel_size, padding="causal", dilation_rate=2 ** (block - 1),
+                              activation="relu", kernel_initializer="he_normal", name=f"tcn{block}_conv{step}")(x)
+            if dropout:
+                x = layers.Dropout(dropout, name=f"tcn{block}_dropout{step}")(x)
+        if shortcut.shape[-1] != filters:
+            shortcut = layers.Conv1D(filters, 1, name=f"tcn{block}_shortcut")(shortcut)
+        x = layers.Activation("relu", name=f"tcn{block}_relu")(layers.Add(name=f"tcn{block}_add")([x, shortcut]))
+    return x
+
+
+@keras.saving.register_keras_serializable(package="ecgkeras")
+class SinusoidalPositions(layers.Layer):
+    """Adds the fixed sinusoidal position encoding of Vaswani et al. 2017 to (batch, time, features)."""
+
+    def call(self, x):
+        steps, width = keras.ops.shape(x)[1], x.shape[-1]
+        position = keras.ops.cast(keras.ops.arange(steps), x.dtype)[:, None]
+        rates = keras.ops.power(10000.0, -keras.ops.cast(2 * (keras.ops.arange(width) // 2), x.dtype) / width)
+        angles = position * rates[None, :]
+        even = keras.ops.arange(width) % 2 == 0
+        return x + keras.ops.where(even[None, :], keras.ops.sin(angles), keras.ops.cos(angles))[None]
+
+
+def transformer_module(x, depth: int = 2, heads: int = 4, units: int = 128, dropout: float = 0.2):
+    """Positional encoding, then `depth` post-norm Transformer encoder layers of the input's width."""
+    width = x.shape[-1]
+    x = SinusoidalPositions(name="positions")(x)
+    for level in range(1, depth + 1):
+        attended = layers.MultiHeadAttention(heads, max(1, width // heads), dropout=dropout,
+                                             name=f"attention{level}")(x, x)
+        attended = layers.Dropout(dropout, name=f"attention{level}_dropout")(attended)
+        x = layers.LayerNormalization(name=f"attention{level}_norm")(
+            layers.Add(name=f"attention{level}_add")([x, attended]))
+        forward = layers.Dense(units, activation="relu", name=f"feed_forward{level}_in")(x)
+        forward = layers.Dropout(dropout, name=f"feed_forward{level}_dropout")(
+            layers.Dense(width, name=f"feed_forward{level}_out")(forward))
+        x = layers.LayerNormalization(name=f"feed_forward{level}_norm")(
+            layers.Add(name=f"feed_forward{level}_add")([x, forward]))
+    return x
+
+
+def inception_network(x, filters: int = 32, depth: int = 6, kernel_size: int = 40):
+    """InceptionTime's stack (no downsampling): `depth` inception modules, a residual shortcut every 3."""
+    kernels = [kernel_size // 2 ** i - (1 - kernel_size // 2 ** i % 2) for i in range(3)]  # 40 -> 39, 19, 9
+    shortcut = x
+    for module in range(1, depth + 1):
+        name = f"inception{module}"
+        bottleneck = (layers.Conv1D(filters, 1, padding="same", use_bias=False, name=f"{name}_bottleneck")(x)
+                      if x.shape[-1] > 1 else x)
+        branches = [layers.Conv1D(filters, k, padding="same", use_bias=False, name=f"{name}_conv{k}")(bottleneck)
+                    for k in kernels]
+        pooled = layers.MaxPooling1D(3, strides=1, padding="same", name=f"{name}_maxpool")(x)
+        branches.append(layers.Conv1D(filters, 1, padding="same", use_bias=False, name=f"{name}_poolconv")(pooled))
+        x = layers.Concatenate(name=f"{name}_concat")(branches)
+        x = layers.Activation("relu", name=f"{name}_relu")(layers.BatchNormalization(name=f"{name}_bn")(x))
+        if module % 3 == 0:
+            projected = layers.BatchNormalization(name=f"shortcut{module}_bn")(
+                layers.Conv1D(x.shape[-1], 1, use_bias=False, name=f"shortcut{module}_conv")(shortcut))
+            x = layers.Activation("relu", name=f"shortcut{module}_relu")(
+                layers.Add(name=f"shortcut{module}_add")([x, projected]))
+            shortcut = x
+    return x
+
+
+def _conv_bn(x, filters: int, kernel_size: int, name: str, strides: int = 1, relu: bool = True,
+             zero_gamma: bool = False):
+    x = layers.Conv1D(filters, kernel_size, strides=strides, padding="same", use_bias=False,
+                      kernel_initializer="he_normal", name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(gamma_initializer="zeros" if zero_gamma else "ones", name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
+
+
+def xresnet_network(x, widths: Sequence[int] = (64, 128, 256, 512), blocks: Sequence[int] = (3, 4, 23, 3),
+                    expansion: int = 4, kernel_size: int = 5):
+    """XResNet (He et al. 2019's tricks) in 1D: 3-convolution stem, bottleneck stages, ResNet-B and -D."""
+    for step, stem_filters in enumerate((32, 32, 64), start=1):
+        x = _conv_bn(x, stem_filters, kernel_size, f"stem{step}", strides=2 if step == 1 else 1)
+    x = layers.MaxPooling1D(3, strides=2, padding="same", name="stem_maxpool")(x)
+    for stage, (width, count) in enumerate(zip(widths, blocks), start=1):
+        for block in range(1, count + 1):
+            name = f"stage{stage}_block{block}"
+            strides = 2 if stage > 1 and block == 1 else 1
+            out = _conv_bn(x, width, 1, f"{name}_reduce")
+            out = _conv_bn(out, width, kernel_size, f"{name}_middle", strides=strides)  # ResNet-B
+            out = _conv_bn(out, width * expansion, 1, f"{name}_expand", relu=False, zero_gamma=True)
+            shortcut = x
+            if strides > 1:  # ResNet-D: average first, then the 1x1 projection
+                shortcut = layers.AveragePooling1D(2, padding="same", name=f"{name}_shortcut_pool")(shortcut)
+            if shortcut.shape[-1] != width * expansion:
+                shortcut = _conv_bn(shortcut, width * expansion, 1, f"{name}_shortcut", relu=False)
+            x = layers.Activation("relu", name=f"{name}_relu")(layers.Add(name=f"{name}_add")([out, shortcut]))
+    return x
+
+
 def pooled_features(x):
     """Global average and max pooling over time, concatenated (the CNN baseline's summary)."""
     return layers.Concatenate(name="pooled")(
@@ -155,13 +328,16 @@ def check_model(name: str, input_shape: tuple[int | None, int], n_classes: int, 
         raise EcgkerasError(f"n_classes={n_classes}: a model needs at least one class")
     if len(input_shape) != 2:
         raise EcgkerasError(f"input_shape={tuple(input_shape)}: expected (time steps, leads)")
-    reduction = _stem_pool(sampling_rate) * config.pool_size ** len(config.filters)
+    reduction = _stem_pool(sampling_rate) * {
+        "inception": 1, "xresnet": 4 * 2 ** (len(config.xresnet_widths) - 1)}.get(
+        arch.module, config.pool_size ** len(config.filters))
     if input_shape[0] is not None and input_shape[0] < reduction:
         raise EcgkerasError(f"input_shape={tuple(input_shape)}: {input_shape[0]} time steps are too few for "
-                            f"the front-end, which downsamples by {reduction}; use longer records or crops")
-    if config.depth is not None and arch.cell is None:
-        raise EcgkerasError(f"depth={config.depth} does not apply to {name!r}: the CNN baseline has no "
-                            "recurrent layers")
+                            f"{'the front-end' if arch.front_end else name}, which downsamples by {reduction}; "
+                            "use longer records or crops")
+    if config.depth is not None and not arch.depth:
+        raise EcgkerasError(f"depth={config.depth} does not apply to {name!r}: it has no recurrent, TCN or "
+                            "Transformer layers")
 
 
 def _stem_pool(sampling_rate: int) -> int:
@@ -181,14 +357,28 @@ def build_model(name: str, input_shape: tuple[int, int], n_classes: int, config:
     config = ModelConfig.from_dict({**(config.to_dict() if config else {}), **options})
     check_model(name, input_shape, n_classes, config, sampling_rate)
     inputs = keras.Input(shape=tuple(input_shape), name="ecg")
-    x = conv_front_end(inputs, config.filters, config.kernel_sizes, config.pool_size,
-                       _stem_pool(sampling_rate))
-    if arch.cell is None:
-        x = pooled_features(x)
+    depth = config.depth or arch.depth
+    if arch.front_end:
+        x = conv_front_end(inputs, config.filters, config.kernel_sizes, config.pool_size,
+                           _stem_pool(sampling_rate))
+    elif (stem := _stem_pool(sampling_rate)) > 1:
+        x = layers.AveragePooling1D(stem, name="stem_pool")(inputs)
     else:
-        x = recurrent_module(x, arch.cell, config.depth or arch.depth, config.rnn_units, arch.bidirectional,
-                             config.rnn_dropout,
+        x = inputs
+    if arch.module == "rnn":
+        x = recurrent_module(x, arch.cell, depth, config.rnn_units, arch.bidirectional, config.rnn_dropout,
                              config.rnn_readout)
+    else:
+        if arch.module == "tcn":
+            x = tcn_module(x, depth, config.tcn_filters, config.tcn_kernel_size, config.rnn_dropout)
+        elif arch.module == "transformer":
+            x = transformer_module(x, depth, config.attention_heads, config.transformer_units, config.rnn_dropout)
+        elif arch.module == "inception":
+            x = inception_network(x, config.inception_filters, config.inception_depth, config.inception_kernel_size)
+        elif arch.module == "xresnet":
+            x = xresnet_network(x, config.xresnet_widths, config.xresnet_blocks, config.xresnet_expansion,
+                                config.xresnet_kernel_size)
+        x = pooled_features(x)
     outputs = classification_head(x, n_classes, config.head_units, config.dropout)
     return keras.Model(inputs, outputs, name=name.replace("-", "_"))
 

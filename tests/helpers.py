@@ -17,6 +17,7 @@ import pytest
 
 from ecgkeras.cli import main
 from ecgkeras.files import FOLDER_MARKER
+from ecgkeras.models import ARCHITECTURES
 from ecgkeras.runs import RECORD_FORMAT, RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,31 +176,41 @@ def recall_of(arch: str, seed: int) -> list[float]:
 
 def known_metrics(arch: str, seed: int, policy: str) -> dict:
     auprc, hamming = AUPRC[arch][seed], HAMMING[arch][seed] + (0.01 if policy == "fixed" else 0)
+    return _metrics_of(auprc, hamming)
+
+
+def _metrics_of(auprc: float, hamming: float) -> dict:
     return {"hamming_loss": hamming, "macro_auprc": auprc, "micro_f1": auprc + 0.2, "subset_accuracy": auprc + 0.1,
             "macro_auroc": 0.8 + auprc / 10, "macro_f1": auprc - 0.05, "micro_auprc": auprc,
             "n_classes_scored": len(CLASSES), "ci95": {}}
-def write_run(run_dir, arch, seed, data_dir, ecg_ids=ECG_IDS, synthetic=False):
-    """A complete run folder in the record format of `run_experiment`, with known values."""
+def write_run(run_dir, arch, seed, data_dir, ecg_ids=ECG_IDS, synthetic=False, prob=None, n_parameters=None,
+              seconds_per_epoch=None, parameters=None):
+    """A complete run folder in the record format of `run_experiment`, with known values (for an architecture
+    outside ARCHS, or with `prob` given: those probabilities and placeholder metrics)."""
     run_dir.mkdir(parents=True)
-    config = RunConfig(data_dir=str(data_dir), architecture=arch, seed=seed, bootstrap_resamples=0)
-    prob = SIGNAL[arch] * Y_TEST + (1 - SIGNAL[arch]) * NOISE
+    config = RunConfig.from_parameters(data_dir=str(data_dir), architecture=arch, seed=seed, bootstrap_resamples=0,
+                                       **(parameters or {}))
+    known = prob is None and arch in ARCHS and seed in SEEDS
+    prob = SIGNAL[arch] * Y_TEST + (1 - SIGNAL[arch]) * NOISE if prob is None else prob
     support = Y_TEST.sum(axis=0)
-    per_class = [{"class": name, "support": int(support[k]), "precision": 0.5, "recall": recall_of(arch, seed)[k],
+    per_class = [{"class": name, "support": int(support[k]), "precision": 0.5,
+                  "recall": recall_of(arch, seed)[k] if known else 0.5,
                   "f1": 0.5, "auprc": 0.5, "auroc": 0.7, "threshold": 0.5} for k, name in enumerate(CLASSES)]
     record = {
         "format": RECORD_FORMAT, "status": "complete", "config": config.to_dict(), "versions": {},
-        "architecture": {"name": arch, "display_name": DISPLAY[ARCHS.index(arch)]},
+        "architecture": {"name": arch, "display_name": ARCHITECTURES[arch].display_name},
         "classes": CLASSES,
         "data": {"n_train": 800, "n_val": 100, "n_test": N_TEST, "n_dropped": 0, "input_shape": [1000, 12],
                  "split_folds": {"train": list(range(1, 9)), "val": [9], "test": [10]},
                  "provenance": {"synthetic": synthetic, "data_dir": str(data_dir), "database_sha256": "0" * 64}},
         "standardizer": {"mean": [0.0] * 12, "std": [1.0] * 12},
-        "n_parameters": PARAMETERS[arch],
-        "timings": {"epochs_run": 2, "best_epoch": 2, "seconds_per_epoch": 10.0 * (ARCHS.index(arch) + 1) + seed,
+        "n_parameters": PARAMETERS[arch] if n_parameters is None else n_parameters,
+        "timings": {"epochs_run": 2, "best_epoch": 2, "seconds_per_epoch": (
+            10.0 * (ARCHS.index(arch) + 1) + seed if seconds_per_epoch is None else seconds_per_epoch),
                     "first_epoch_seconds": 20.0, "training_seconds": 40.0, "inference_ms_per_ecg": 1.5},
         "thresholds": {"fixed": [0.5] * len(CLASSES), "tuned": [0.5] * len(CLASSES)},
-        "metrics": {split: {policy: known_metrics(arch, seed, policy) for policy in ("fixed", "tuned")}
-                    for split in ("val", "test")},
+        "metrics": {split: {policy: known_metrics(arch, seed, policy) if known else _metrics_of(0.5, 0.05)
+                            for policy in ("fixed", "tuned")} for split in ("val", "test")},
         "per_class": {split: {policy: per_class for policy in ("fixed", "tuned")} for split in ("val", "test")},
     }
     np.savez_compressed(run_dir / "predictions.npz", classes=np.asarray(CLASSES), val_ecg_ids=ecg_ids,

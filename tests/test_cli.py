@@ -36,6 +36,8 @@ def test_architectures_lists_every_registered_name_with_parameters(capsys):
     for name, arch in ARCHITECTURES.items():
         assert name in out and arch.display_name in out
     assert "235,799" in out  # CNN-BiLSTM at 100 Hz, 23 classes
+    assert re.search(r"xresnet1d101 +XResNet1D-101 +benchmark +33,654,679", out)
+    assert re.search(r"cnn-transformer +CNN-Transformer +temporal +352,535", out)
 
 
 def test_synth_writes_a_dataset_and_prints_its_summary(tmp_path, capsys):

@@ -5,8 +5,11 @@ import pytest
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import brier_score_loss
 
-from ecgkeras.evaluation import (all_metrics, bootstrap_intervals, calibration_metrics, expected_calibration_error,
-                                 paired_bootstrap, per_class_table, ranking_metrics, threshold_metrics, tune_thresholds)
+from ecgkeras import EcgkerasError
+from ecgkeras.evaluation import (VERDICT_METRICS, all_metrics, binarize, bootstrap_intervals, calibration_metrics,
+                                 detectable_difference, expected_calibration_error, holm, per_class_table,
+                                 ranking_metrics, resampled_run_metrics, seed_aware_difference,
+                                 threshold_metrics, tune_thresholds, weighted_metrics)
 
 # 4 records x 3 classes; class 2 has no positive record.
 Y_TRUE = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 0]])
@@ -69,17 +72,6 @@ def test_bootstrap_interval_contains_the_estimate_and_is_reproducible():
     assert ci == bootstrap_intervals(y_true, y_prob, {"fixed": 0.5, "strict": 0.9}, bootstrap_resamples=100, seed=3)
 
 
-def test_paired_bootstrap_detects_a_real_difference_and_not_a_null_one():
-    rng = np.random.default_rng(1)
-    y_true = rng.integers(0, 2, (300, 3))
-    good = np.clip(y_true * 0.7 + rng.normal(0.15, 0.15, y_true.shape), 0, 1)
-    noisy = np.clip(y_true * 0.2 + rng.normal(0.4, 0.25, y_true.shape), 0, 1)
-    better = paired_bootstrap(y_true, good, noisy, 0.5, 0.5, bootstrap_resamples=100).set_index("metric")
-    assert (better["difference"] > 0).all() and better["significant"].all()
-    same = paired_bootstrap(y_true, good, good, 0.5, 0.5, bootstrap_resamples=50).set_index("metric")
-    assert (same["difference"] == 0).all() and not same["significant"].any()
-
-
 def test_bootstrap_gives_the_same_intervals_in_worker_processes_as_serially(monkeypatch):
     from ecgkeras import evaluation
 
@@ -122,3 +114,81 @@ def test_calibration_metrics_agree_with_scikit_learn():
                                                     for k in range(4)]))
     assert m["ece"] > 0.02  # the miscalibration is seen
     assert all_metrics(y_true, y_prob, 0.5)["brier_score"] == m["brier_score"]  # in every run record
+
+
+def _simulated_intervals(sims=400, seeds=3, n=300, resamples=200, sd_seed=0.02, sd_interaction=0.1, rng_seed=0,
+                         **options):
+    """seed_aware_difference on `sims` simulated studies of two architectures whose true difference is 0.02.
+
+    A run's score on record i is mu_arch + seed effect + record difficulty (shared by all runs) +
+    architecture-by-record interaction + noise; its metric is the mean over the test records."""
+    rng = np.random.default_rng(rng_seed)
+    mu = np.array([0.02, 0.0])
+    scores = (mu[None, :, None, None] + rng.normal(0, sd_seed, (sims, 2, seeds, 1))
+              + rng.normal(0, 0.3, (sims, 1, 1, n)) + rng.normal(0, sd_interaction, (sims, 2, 1, n))
+              + rng.normal(0, 0.3, (sims, 2, seeds, n)))
+    weights = rng.multinomial(n, np.full(n, 1 / n), size=resamples) / n  # record resamples, shared (paired)
+    observed, resampled = scores.mean(axis=-1), np.swapaxes(scores @ weights.T, -1, -2)
+    result = seed_aware_difference(observed[:, 0], observed[:, 1], resampled[:, 0], resampled[:, 1], **options)
+    return result, np.mean((result["ci_low"] <= 0.02) & (0.02 <= result["ci_high"]))
+
+
+@pytest.mark.parametrize("scenario", [{}, {"seeds": 2}, {"seeds": 5, "sd_seed": 0.05}, {"sd_interaction": 0.3},
+                                      {"sd_seed": 0.0}])
+def test_seed_aware_95_percent_intervals_cover_the_true_difference(scenario):
+    _, coverage = _simulated_intervals(**scenario)
+    assert 0.90 <= coverage <= 0.99
+
+
+def test_without_the_seed_part_intervals_undercover_when_seeds_vary():
+    """The record bootstrap alone (what one seed per architecture can give) misses the seed-to-seed spread."""
+    result, _ = _simulated_intervals(sd_seed=0.05)
+    assert np.all(result["seed_variance_known"])
+    _, records_only = _simulated_intervals(seeds=1, sd_seed=0.05)  # one seed: the seed spread is unknown
+    assert records_only < 0.7  # measured 0.55
+
+
+def test_one_seed_has_no_seed_variance_and_says_so():
+    result, _ = _simulated_intervals(seeds=1, sims=5)
+    assert not result["seed_variance_known"].any() and np.isinf(result["df"]).all()
+
+
+def test_holm_matches_the_step_down_definition():
+    # sorted p 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1, then made monotone: 0.02, 0.03, 0.06, 0.06
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    np.testing.assert_allclose(holm([0.5, 0.9]), [1.0, 1.0])  # 0.9 x 1 raised to 1.0: monotone
+    assert holm([]).size == 0
+
+
+def test_detectable_difference_is_the_power_calculation():
+    assert detectable_difference(0.01) == pytest.approx((1.959964 + 0.841621) * 0.01, rel=1e-5)
+    assert detectable_difference(0.01, df=2) > detectable_difference(0.01)
+
+
+def test_weighted_metrics_match_scikit_learn_on_resamples_with_ties_and_unscorable_classes():
+    rng = np.random.default_rng(4)
+    y_true = (rng.random((60, 4)) < 0.3).astype(np.uint8)
+    y_true[:, 3] = 0
+    y_true[5, 3] = 1  # a rare class: unscorable in resamples that miss record 5
+    y_prob = np.round(rng.random((60, 4)), 1)  # many tied scores
+    thresholds = np.array([0.5, 0.3, 0.6, 0.4])
+    resamples = [rng.integers(0, 60, 60) for _ in range(25)]
+    counts = np.stack([np.bincount(idx, minlength=60) for idx in resamples])
+    fast = weighted_metrics(y_true, y_prob, thresholds, counts)
+    for row, idx in enumerate(resamples):
+        slow = {**threshold_metrics(y_true[idx], binarize(y_prob[idx], thresholds)),
+                **ranking_metrics(y_true[idx], y_prob[idx])}
+        for name in VERDICT_METRICS:
+            assert fast[name][row] == pytest.approx(slow[name], abs=1e-12), (name, row)
+
+
+def test_resampled_run_metrics_pairs_the_resamples_and_refuses_other_metrics():
+    rng = np.random.default_rng(5)
+    y_true = (rng.random((40, 3)) < 0.4).astype(np.uint8)
+    prob = rng.random((40, 3))
+    observed, resampled = resampled_run_metrics(y_true, {"a": (prob, 0.5), "b": (prob, 0.5)}, bootstrap_resamples=30)
+    assert observed.loc["a", "micro_f1"] == pytest.approx(threshold_metrics(y_true, binarize(prob, 0.5))["micro_f1"])
+    assert resampled["macro_auroc"].shape == (30, 2)
+    np.testing.assert_array_equal(resampled["macro_auroc"][:, 0], resampled["macro_auroc"][:, 1])
+    with pytest.raises(EcgkerasError, match="brier_score"):
+        resampled_run_metrics(y_true, {"a": (prob, 0.5)}, metrics=("brier_score",), bootstrap_resamples=3)

@@ -16,13 +16,13 @@
 # Reads every complete run record under a study folder (nothing is retrained) and writes
 # the paper-style tables and figures to the summary folder: test-fold metrics per
 # architecture (mean ± std over seeds, best value in bold) for both threshold policies,
-# per-class recall, performance against complexity, and a paired bootstrap comparison of
-# every architecture against the best one.
+# per-class recall, performance against complexity, a seed-aware paired comparison of
+# every architecture against the best one (Holm-adjusted), and the verdict they give.
 
 # %% tags=["parameters"]
 study_dir = "runs/demo"  # a folder written by `ecgkeras study`
 summary_dir = None  # None: <study_dir>/summary
-bootstrap_resamples = 1000  # paired bootstrap resamples
+bootstrap_resamples = 1000  # paired bootstrap resamples of the test records
 
 # %%
 from pathlib import Path
@@ -34,6 +34,9 @@ from ecgkeras.report.tables import reference_table
 
 summary = Path(write_summary(study_dir, summary_dir, bootstrap_resamples=bootstrap_resamples))
 show = lambda stem: display(Markdown((summary / f"{stem}.md").read_text()))
+
+# %%
+show("verdict")
 
 # %% [markdown]
 # ## Test-fold results, validation-tuned thresholds
@@ -69,7 +72,8 @@ display(Image(summary / "complexity.png"))
 
 # %% [markdown]
 # ## Does more temporal modeling help beyond noise?
-# Paired bootstrap on the test fold: each architecture minus the best one, with 95% intervals.
+# Test fold, all seeds: each architecture minus the best one per metric, 95% intervals holding the
+# seed-to-seed and the test-record variation, p-values Holm-adjusted per metric.
 
 # %%
 show("paired_comparison")

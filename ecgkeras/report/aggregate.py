@@ -33,8 +33,8 @@ PUBLISHED_SUFFIXES = {".md", ".csv", ".tex", ".png", ".pdf"}  # what a published
 def run_study(data_dir: str | Path, study_dir: str | Path,
               architectures: Iterable[str] = PAPER_ARCHITECTURES, seeds: Iterable[int] = (0,),
               parameters: dict[str, Any] | None = None, jobs: int = 1, allow_mixed: bool = False,
-              aggregate: bool = True, log_output: bool = False, execution: Execution | None = None
-              ) -> StudyResult:
+              aggregate: bool = True, log_output: bool = False, execution: Execution | None = None,
+              crossed: dict[str, list[Any]] | None = None) -> StudyResult:
     """Execute every missing run of the study (`execute_study`, same arguments), then aggregate it
     once every run of its grid is complete or failed here (`result.summary_dir`)."""
     study_dir = Path(study_dir).resolve()
@@ -43,7 +43,7 @@ def run_study(data_dir: str | Path, study_dir: str | Path,
         check_replaceable(study_dir / SUMMARY_DIR, SUMMARY_KIND)
         check_replaceable(study_dir / REPORT_DIR, REPORT_KIND)
     result = execute_study(data_dir, study_dir, architectures, seeds, parameters, jobs, allow_mixed, log_output,
-                           execution)
+                           execution, crossed)
     if aggregate and result.ready_to_aggregate:
         result.summary_dir = aggregate_study(study_dir, bootstrap_resamples=result.bootstrap_resamples,
                                              log_output=log_output)
@@ -62,7 +62,7 @@ def run_request(request: StudyRequest) -> StudyResult:
     require_folders(request)
     result = run_study(request.data_dir, request.study_dir, request.architectures, request.seeds,
                        request.parameters, request.jobs, request.allow_mixed, log_output=request.log_output,
-                       execution=request.execution)
+                       execution=request.execution, crossed=request.grid)
     if request.publish and result.summary_dir and not result.failed:
         result.published = publish_summary(result.summary_dir, request.publish)
     return result

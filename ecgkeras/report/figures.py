@@ -16,7 +16,7 @@ from ecgkeras.errors import EcgkerasError
 from ecgkeras.evaluation import CALIBRATION_BINS
 from ecgkeras.files import atomic_write
 from ecgkeras.report.formatting import LABELS, for_people
-from ecgkeras.report.tables import ordered_runs
+from ecgkeras.report.tables import ordered_runs, run_labels
 from ecgkeras.runs.record import RunRecord
 from ecgkeras.training import MONITOR
 
@@ -114,7 +114,7 @@ def plot_history(history: pd.DataFrame) -> plt.Figure:
 
 
 def plot_paired_comparison(comparison: pd.DataFrame) -> plt.Figure:
-    """Forest plot of `paired_comparisons`: each difference with its 95% interval, 0 marked."""
+    """Forest plot of `paired_comparisons`: each difference with its 95% interval, 0 marked, one panel per metric."""
     if comparison.empty:
         fig, ax = plt.subplots(figsize=(6, 1.5))
         ax.axis("off")
@@ -142,10 +142,11 @@ def plot_paired_comparison(comparison: pd.DataFrame) -> plt.Figure:
         ax.axvline(0, color="black", linewidth=0.8, linestyle="--")
         ax.set_yticks(positions, architectures)
         ax.set_ylim(len(architectures) - 0.5, -0.5)
-        ax.set_xlabel(f"difference in {LABELS.get(metric, metric)}")
+        ax.set_xlabel(f"difference in {LABELS.get(metric, metric)} to {part['reference'].dropna().iloc[0]}")
         ax.grid(axis="x", alpha=0.3)
     sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-    fig.suptitle(f"Paired bootstrap, test fold: architecture minus {comparison['reference'].iloc[0]} (95% CI)")
+    fig.suptitle("Test fold, all seeds: architecture minus the best per metric (95% CI; significant: "
+                 "Holm-adjusted p < 0.05)")
     fig.tight_layout()
     return fig
 
@@ -155,8 +156,9 @@ def plot_learning_curves(runs: Sequence[RunRecord]) -> plt.Figure:
 
     Runs stopped early contribute only their epochs, so late epochs may summarise fewer seeds.
     """
+    labels = run_labels(runs)
     parts = [run.history.assign(epoch=np.arange(1, len(run.history) + 1),  # CSVLogger counts from 0
-                                architecture=run.display_name,
+                                architecture=labels[run.run_dir][1],
                                 seed=run.seed) for run in ordered_runs(runs)]
     if not parts:
         raise EcgkerasError("no runs given: nothing to plot")
@@ -183,6 +185,7 @@ def plot_reliability(runs: Sequence[RunRecord], n_classes: int = 3, n_bins: int 
     diagonal is perfect calibration.
     """
     ordered = ordered_runs(runs)
+    labels = run_labels(ordered)
     if not ordered:
         raise EcgkerasError("no runs given: nothing to plot")
     support = ordered[0].predictions[f"{split}_true"].sum(axis=0)
@@ -194,7 +197,7 @@ def plot_reliability(runs: Sequence[RunRecord], n_classes: int = 3, n_bins: int 
         for run in ordered:
             y_true, y_prob = run.predictions[f"{split}_true"], run.predictions[f"{split}_prob"]
             truth, prob = (y_true.ravel(), y_prob.ravel()) if k is None else (y_true[:, k], y_prob[:, k])
-            pooled = curves.setdefault(run.display_name, ([], []))
+            pooled = curves.setdefault(labels[run.run_dir][1], ([], []))
             pooled[0].append(truth)
             pooled[1].append(prob)
         rows = []

@@ -30,12 +30,12 @@ from ecgkeras.report.figures import plot_history
 from ecgkeras.report.formatting import LABELS
 from ecgkeras.runs.config import POLICIES, TUNED
 from ecgkeras.runs.record import RunRecord, find_runs
-from ecgkeras.study.layout import REPORT_DIR, REPORT_KIND, SUMMARY_DIR
+from ecgkeras.study.layout import REPORT_DIR, REPORT_KIND, SUMMARY_DIR, VERDICT_FILE
 
 # Summary tables shown on the index, in this order, with their headings.
 SUMMARY_TABLES = {"results_tuned": "Test-fold results, validation-tuned thresholds",
                   "results_fixed": "Test-fold results, fixed threshold 0.5",
-                  "paired_comparison": "Paired bootstrap against the best architecture",
+                  "paired_comparison": "Paired comparison against the best architecture (all seeds, Holm)",
                   "per_class_recall": "Per-class recall (test fold, tuned thresholds)",
                   "tuning": "Tuning: each architecture's recipe and chosen parameters"}
 # nbconvert's lab template without the two scripts it loads from a CDN (require.js, MathJax): the
@@ -305,8 +305,10 @@ def write_site(study_dir: str | Path, out_dir: str | Path | None = None,
             (link for path, link in notebooks.items() if path.parent == run.run_dir), None)) for run in runs}
         readme = (summary_dir / "README.md").read_text()
         notes = [line for line in readme.splitlines() if line.startswith(">")]
+        verdict = summary_dir / VERDICT_FILE
         body = "\n".join([
             markdown_to_html("\n".join(notes)),
+            markdown_to_html(verdict.read_text()) if verdict.is_file() else "",
             f"<p>Study folder <code>{html.escape(str(study_dir))}</code>: {len(runs)} complete run(s). "
             "This page opens from the file system; every table and figure links to its file.</p>",
             '<nav>Contents: <a href="#results">results</a> · <a href="#figures">figures</a> · '

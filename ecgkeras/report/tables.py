@@ -5,9 +5,14 @@ Conventions:
 - Tables show the test fold by default; mean and sample standard deviation (ddof=1) over
   seeds. Architectures appear in registry order (`ecgkeras.models.ARCHITECTURES`) under
   their display names.
-- Paired comparisons use each architecture's lowest seed (one run each, with that run's
-  own thresholds): averaging probabilities over seeds would need thresholds re-tuned on
-  the averaged validation probabilities, which is a new model, not a record.
+- Runs that differ in shared parameters (a crossed grid, `--grid rnn_readout=last,pool`, or a
+  mixed folder) are told apart by those parameters' values (`run_labels`): "cnn-gru@rnn_readout=pool",
+  shown as "CNN-GRU (rnn_readout=pool)", one row each; rows are grouped by those values first.
+- Paired comparisons use every seed of both architectures, each run with its own thresholds
+  (averaging probabilities over seeds would need thresholds re-tuned on the averaged validation
+  probabilities, a new model, not a record): the difference of seed-mean scores, with an interval
+  for seed-to-seed and test-record variation (`ecgkeras.evaluation.seed_aware_difference`), and
+  Holm's adjustment over the comparisons of each metric.
 """
 
 from __future__ import annotations
@@ -19,13 +24,17 @@ import numpy as np
 import pandas as pd
 
 from ecgkeras.errors import EcgkerasError
-from ecgkeras.evaluation import HEADLINE_METRICS, TABLE_METRICS, paired_bootstrap
+from ecgkeras.evaluation import (HEADLINE_METRICS, LOWER_IS_BETTER, TABLE_METRICS, VERDICT_METRICS, holm,
+                                 resampled_run_metrics, seed_aware_difference)
 from ecgkeras.models import ARCHITECTURES
 from ecgkeras.runs.config import POLICIES, TUNED
 from ecgkeras.runs.record import RunRecord
+from ecgkeras.study.layout import cell_name
 
-PAIRED_COLUMNS: tuple[str, ...] = ("architecture", "display_name", "seed", "reference", "reference_display_name",
-                                   "reference_seed", "metric", "difference", "ci_low", "ci_high", "significant")
+PAIRED_COLUMNS: tuple[str, ...] = ("metric", "architecture", "display_name", "n_seeds", "reference",
+                                   "reference_display_name", "reference_n_seeds", "reference_mean", "difference",
+                                   "ci_low", "ci_high", "standard_error", "df", "p_value", "p_holm", "significant",
+                                   "seed_variance_known")
 
 # Published reference points, printed beside our numbers (test fold, PTB-XL 23 diagnostic subclasses).
 PAPER_REFERENCE: dict[str, dict[str, float | str]] = {
@@ -42,13 +51,37 @@ def reference_table() -> pd.DataFrame:
     return table[["model", *(m for m in HEADLINE_METRICS if m in table)]]
 
 
+def crossed_parameters(runs: Sequence[RunRecord]) -> list[str]:
+    """Shared parameters whose value differs between runs (a crossed grid's, or a mixed folder's)."""
+    values = [run.config.shared_parameters(results_only=True) for run in runs]
+    names = sorted({name for value in values for name in value})
+    return [name for name in names if len({repr(value.get(name)) for value in values}) > 1]
+
+
+def run_labels(runs: Sequence[RunRecord]) -> dict[Path, tuple[str, str, dict]]:
+    """Run folder -> (key, display name, cell): the architecture's registry and display names, followed by
+    the values of the `crossed_parameters` when the runs differ in some; cell maps those to the run's values."""
+    crossed = crossed_parameters(runs)
+    labels = {}
+    for run in runs:
+        shared = run.config.shared_parameters()
+        cell = {name: shared.get(name) for name in crossed}
+        suffix = cell_name(cell)
+        labels[run.run_dir] = (run.architecture + (f"@{suffix}" if cell else ""),
+                               run.display_name + (f" ({suffix.replace(',', ', ')})" if cell else ""), cell)
+    return labels
+
+
 def ordered_runs(runs: Iterable[RunRecord]) -> list[RunRecord]:
-    """Runs in registry order, then by seed; refuses two runs of one (architecture, seed)."""
+    """Runs grouped by crossed parameter values (if any), then in registry order, then by seed; refuses two
+    runs of one (architecture, values, seed)."""
+    runs = list(runs)
     order = {name: index for index, name in enumerate(ARCHITECTURES)}
-    ordered = sorted(runs, key=lambda run: (order[run.architecture], run.seed))
+    labels = run_labels(runs)
+    ordered = sorted(runs, key=lambda run: (cell_name(labels[run.run_dir][2]), order[run.architecture], run.seed))
     for before, after in zip(ordered, ordered[1:]):
-        if (before.architecture, before.seed) == (after.architecture, after.seed):
-            raise EcgkerasError(f"two runs of {after.architecture} seed {after.seed} "
+        if (labels[before.run_dir][0], before.seed) == (labels[after.run_dir][0], after.seed):
+            raise EcgkerasError(f"two runs of {labels[after.run_dir][0]} seed {after.seed} "
                                 f"({before.run_dir}, {after.run_dir}): keep one of them")
     return ordered
 
@@ -60,12 +93,17 @@ def shown_path(path: str | Path) -> str:
 
 
 def runs_frame(runs: Sequence[RunRecord], split: str = "test") -> pd.DataFrame:
-    """One row per (architecture, seed, policy): headline metrics on `split`, size and timings."""
+    """One row per (architecture, crossed values, seed, policy): headline metrics on `split`, size and timings;
+    `variant` is the run's key (`run_labels`), and each crossed parameter has a column."""
     rows = []
+    labels = run_labels(runs)
+    crossed = crossed_parameters(runs)
     for run in ordered_runs(runs):
+        key, display, cell = labels[run.run_dir]
         for policy in POLICIES:
             values = run.metrics(split, policy)
-            rows.append({"architecture": run.architecture, "display_name": run.display_name,
+            rows.append({"architecture": run.architecture, "variant": key, "display_name": display,
+                         **{name: str(value) for name, value in cell.items()},
                          "seed": run.seed, "policy": policy,
                          **{metric: float(values.get(metric, np.nan)) for metric in TABLE_METRICS},
                          "converged": bool(run.convergence["converged"]),
@@ -73,7 +111,8 @@ def runs_frame(runs: Sequence[RunRecord], split: str = "test") -> pd.DataFrame:
                          "seconds_per_epoch": float(run.timings["seconds_per_epoch"]),
                          "inference_ms_per_ecg": float(run.timings["inference_ms_per_ecg"]),
                          "run_dir": shown_path(run.run_dir)})
-    columns = ["architecture", "display_name", "seed", "policy", *TABLE_METRICS, "converged", "n_parameters",
+    columns = ["architecture", "variant", "display_name", *crossed, "seed", "policy", *TABLE_METRICS, "converged",
+               "n_parameters",
                "seconds_per_epoch", "inference_ms_per_ecg", "run_dir"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -86,10 +125,13 @@ def summary_table(runs: Sequence[RunRecord], policy: str = TUNED, split: str = "
     if policy not in POLICIES:
         raise EcgkerasError(f"unknown threshold policy {policy!r}: choose one of {', '.join(POLICIES)}")
     frame = runs_frame(runs, split)
-    grouped = frame[frame["policy"] == policy].groupby("architecture", sort=False)
+    grouped = frame[frame["policy"] == policy].groupby("variant", sort=False)
     averaged = [*TABLE_METRICS, "seconds_per_epoch"]
     mean, std = grouped[averaged].mean(), grouped[averaged].std()
-    table = pd.DataFrame({"display_name": grouped["display_name"].first()}, index=mean.index)
+    table = pd.DataFrame({"display_name": grouped["display_name"].first()},
+                         index=mean.index.rename("architecture"))
+    for name in crossed_parameters(runs):
+        table[name] = grouped[name].first()
     for metric in TABLE_METRICS:
         table[metric], table[f"{metric}_std"] = mean[metric], std[metric]
     table["n_parameters"] = grouped["n_parameters"].mean().round().astype("int64")
@@ -104,6 +146,7 @@ def per_class_recall(runs: Sequence[RunRecord], policy: str = TUNED, split: str 
     ordered = ordered_runs(runs)
     if not ordered:
         raise EcgkerasError("no runs given: nothing to tabulate")
+    labels = run_labels(ordered)
     classes = ordered[0].classes
     parts = []
     for run in ordered:
@@ -111,7 +154,7 @@ def per_class_recall(runs: Sequence[RunRecord], policy: str = TUNED, split: str 
             raise EcgkerasError(f"{run.run_dir} has other classes than {ordered[0].run_dir}: "
                                 "compare runs of one study (same label level)")
         part = run.per_class(split, policy)[["support", "recall"]]
-        parts.append(part.assign(architecture=run.display_name).reset_index())
+        parts.append(part.assign(architecture=labels[run.run_dir][1]).reset_index())
     long = pd.concat(parts, ignore_index=True)
     if (long.groupby("class")["support"].nunique() > 1).any():
         raise EcgkerasError(f"the runs were evaluated on different {split} records (class support differs): "
@@ -125,47 +168,60 @@ def per_class_recall(runs: Sequence[RunRecord], policy: str = TUNED, split: str 
 
 
 def paired_comparisons(runs: Sequence[RunRecord], reference: str | None = None,
-                       metrics: Sequence[str] = ("macro_auprc", "micro_f1"), bootstrap_resamples: int = 1000,
-                       seed: int = 0, policy: str = TUNED) -> pd.DataFrame:
-    """Every architecture minus the reference on the test fold, with paired bootstrap 95% intervals.
+                       metrics: Sequence[str] = VERDICT_METRICS, bootstrap_resamples: int = 1000,
+                       seed: int = 0, policy: str = TUNED, level: float = 0.95) -> pd.DataFrame:
+    """Every architecture minus the reference on the test fold, over all seeds of both, per metric.
 
-    The reference is the architecture with the best mean test macro-AUPRC unless `reference`
-    (registry or display name) is given. Each architecture is represented by its lowest seed.
+    The reference is, per metric, the architecture with the best seed-mean score (lowest Hamming loss,
+    highest otherwise) unless `reference` (registry or display name) is given. Every run is scored on
+    the same `bootstrap_resamples` resamples of the test records; `seed_aware_difference` turns them into
+    a difference of seed means with a `level` interval; `p_holm` adjusts the p-values of each metric's
+    comparisons (Holm), `significant` is p_holm below 1 - level.
     """
-    if bootstrap_resamples < 1:
-        raise EcgkerasError(f"bootstrap_resamples={bootstrap_resamples}: a paired bootstrap needs at least 1 resample")
-    first: dict[str, RunRecord] = {}
-    for run in ordered_runs(runs):
-        first.setdefault(run.architecture, run)
-    if reference is None:
-        frame = runs_frame(runs)
-        auprc = frame[frame["policy"] == policy].groupby("architecture", sort=False)["macro_auprc"].mean()
-        reference = auprc.idxmax()
-    else:
-        by_display = {arch.display_name: name for name, arch in ARCHITECTURES.items()}
+    if bootstrap_resamples < 2:
+        raise EcgkerasError(f"bootstrap_resamples={bootstrap_resamples}: a paired comparison needs at least 2 "
+                            "resamples")
+    ordered = ordered_runs(runs)
+    labels = run_labels(ordered)
+    if reference is not None:
+        by_display = {display: key for key, display, _ in labels.values()}
         reference = by_display.get(reference, reference)
-    if reference not in first:
-        raise EcgkerasError(f"reference architecture {reference!r} has no run here: choose one of "
-                            f"{', '.join(first)}")
-    base = first[reference]
-    base_pred = base.predictions
-    results = []
-    for name, run in first.items():
-        if name == reference:
-            continue
+        if reference not in by_display.values():
+            raise EcgkerasError(f"reference architecture {reference!r} has no run here: choose one of "
+                                f"{', '.join(dict.fromkeys(by_display.values()))}")
+    base = ordered[0].predictions
+    for run in ordered[1:]:
         pred = run.predictions
-        if not all(np.array_equal(pred[key], base_pred[key]) for key in ("test_ecg_ids", "test_true", "classes")):
-            raise EcgkerasError(f"{run.run_dir} and {base.run_dir} were tested on different records or "
+        if not all(np.array_equal(pred[key], base[key]) for key in ("test_ecg_ids", "test_true", "classes")):
+            raise EcgkerasError(f"{run.run_dir} and {ordered[0].run_dir} were tested on different records or "
                                 "classes: compare runs of one study (same data and folds)")
-        result = paired_bootstrap(base_pred["test_true"], pred["test_prob"], base_pred["test_prob"],
-                                  run.thresholds(policy), base.thresholds(policy), metrics=tuple(metrics),
-                                  bootstrap_resamples=bootstrap_resamples, seed=seed)
-        results.append(result.assign(architecture=run.architecture, display_name=run.display_name, seed=run.seed,
-                                     reference=base.architecture, reference_display_name=base.display_name,
-                                     reference_seed=base.seed))
-    if not results:
-        return pd.DataFrame(columns=list(PAIRED_COLUMNS))
-    return pd.concat(results, ignore_index=True)[list(PAIRED_COLUMNS)]
+    keys = {f"{labels[run.run_dir][0]}/{run.seed}": run for run in ordered}
+    observed, resampled = resampled_run_metrics(
+        base["test_true"], {key: (run.predictions["test_prob"], run.thresholds(policy)) for key, run in keys.items()},
+        tuple(metrics), bootstrap_resamples, seed)
+    columns = {}  # architecture -> positions of its runs among the keys
+    for position, run in enumerate(keys.values()):
+        columns.setdefault(labels[run.run_dir][0], []).append(position)
+    display = {key: shown for key, shown, _ in labels.values()}
+    rows = []
+    for metric in metrics:
+        scores = observed[metric].to_numpy(float)
+        means = {name: scores[at].mean() for name, at in columns.items()}
+        best = reference or (min if metric in LOWER_IS_BETTER else max)(means, key=means.get)
+        part = []
+        for name, at in columns.items():
+            if name == best:
+                continue
+            result = seed_aware_difference(scores[at], scores[columns[best]], resampled[metric][:, at],
+                                           resampled[metric][:, columns[best]], level)
+            part.append({"metric": metric, "architecture": name, "display_name": display[name], "n_seeds": len(at),
+                         "reference": best, "reference_display_name": display[best],
+                         "reference_n_seeds": len(columns[best]), "reference_mean": means[best],
+                         **{key: value.item() for key, value in result.items()}})
+        for row, adjusted in zip(part, holm([row["p_value"] for row in part])):
+            row.update(p_holm=float(adjusted), significant=bool(adjusted < 1 - level))
+        rows += part
+    return pd.DataFrame(rows, columns=list(PAIRED_COLUMNS))
 
 
 def unconverged_runs(runs: Sequence[RunRecord]) -> pd.DataFrame:

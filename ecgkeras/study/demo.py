@@ -36,7 +36,7 @@ def _results(parameters: dict[str, Any]) -> dict[str, Any]:
 
 def check_publish(request: StudyRequest) -> None:
     """Before anything is made: --publish takes only the demo's own study, into a folder it may replace."""
-    from ecgkeras.models import PAPER_ARCHITECTURES, get_architecture
+    from ecgkeras.models import PAPER_ARCHITECTURES, expand_architectures
     from ecgkeras.runs.record import find_runs
 
     option = f"--publish {request.publish}"
@@ -45,10 +45,10 @@ def check_publish(request: StudyRequest) -> None:
     demo, requested = _results(DEMO_PARAMETERS), _results(request.parameters)
     differing = [f"{name} {requested[name]} (the demo's: {demo[name]})" for name in sorted(demo)
                  if demo[name] != requested[name]]
-    architectures = [get_architecture(name).name for name in request.architectures]
+    architectures = expand_architectures(request.architectures)
     differing += [flag for flag, differs in (
         ("--architectures", architectures != list(PAPER_ARCHITECTURES)), ("--seeds", request.seeds != DEMO_SEEDS),
-        ("--allow-mixed", request.allow_mixed), ("--shard", request.execution and request.execution.shard))
+        ("--allow-mixed", request.allow_mixed), ("--grid", bool(request.grid)), ("--shard", request.execution and request.execution.shard))
         if differs]
     if differing:
         raise EcgkerasError(f"{option}: only the demo's own study is published (`ecgkeras study --demo "
@@ -66,7 +66,8 @@ def prepare_demo(request: StudyRequest) -> None:
     from ecgkeras.data.synthetic import make_synthetic_ptbxl
     from ecgkeras.study.plan import plan_study
 
-    plan_study(None, request.study_dir.resolve(), request.architectures, request.seeds, request.parameters)
+    plan_study(None, request.study_dir.resolve(), request.architectures, request.seeds, request.parameters,
+               crossed=request.grid)
     if request.publish:
         check_publish(request)
     request.data_dir = make_synthetic_ptbxl(request.data_dir, n_records=DEMO_RECORDS, seed=0)

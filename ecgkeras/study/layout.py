@@ -4,6 +4,7 @@ shards, and the names of the study, grid, SLURM, summary and report files and fo
   study.json                 each configuration in the folder with its runs, complete or planned
   grid.json                  every run id a study command asked for (`ecgkeras status` names missing ones)
   <architecture>/seed-<k>/   one run folder (`ecgkeras.runs.record`) and its executed notebook
+  <architecture>@<name>=<value>[,...]/seed-<k>/   a run of a crossed grid's cell (`--grid NAME=V1,V2`)
   slurm/                     submitit's job files and logs, jobs.json (run id -> job id and log)
   summary/                   tables, figures and the executed aggregation notebook
   report/                    the static HTML site
@@ -11,6 +12,7 @@ shards, and the names of the study, grid, SLURM, summary and report files and fo
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -21,10 +23,11 @@ from ecgkeras.files import atomic_write_text
 STUDY_FILE = "study.json"
 STUDY_FORMAT = 2  # 2: the configurations in the folder, each with its runs
 GRID_FILE = "grid.json"  # every run id a study command asked for, so `status` can name missing ones
-RUN_GLOB = "*/seed-*"  # the run folders of a study: <architecture>/seed-<k>
+RUN_GLOB = "*/seed-*"  # the run folders of a study: <architecture>[@<cell>]/seed-<k>
 SLURM_DIR = "slurm"  # submitit's job files and logs, inside the study folder
 SLURM_JOBS_FILE = "jobs.json"  # run id -> SLURM job id and log, written at submission
 SUMMARY_DIR = "summary"
+VERDICT_FILE = "verdict.md"  # in the summary folder: the verdict the summary README and the report open with
 REPORT_DIR = "report"
 # Kinds of folder `ecgkeras.files.replaced_folder` replaces (its marker file says which)
 SUMMARY_KIND = "summary"
@@ -32,9 +35,22 @@ REPORT_KIND = "report"
 PUBLISHED_KIND = "published-summary"
 
 
-def run_folder(study_dir: Path, architecture: str, seed: int) -> Path:
-    """The folder of the run (architecture, seed) in a study."""
-    return study_dir / architecture / f"seed-{seed}"
+def cell_name(cell: dict[str, Any]) -> str:
+    """A grid cell's part of a folder name: 'rnn_readout=pool', 'depth=2,rnn_readout=last' (values as JSON,
+    texts bare)."""
+    return ",".join(f"{name}={value if isinstance(value, str) else json.dumps(value, separators=(',', ':'))}"
+                    for name, value in sorted(cell.items()))
+
+
+def grid_cells(crossed: dict[str, list[Any]] | None) -> list[dict[str, Any]]:
+    """Every combination of the crossed parameters' values ({} alone when nothing is crossed)."""
+    crossed = crossed or {}
+    return [dict(zip(crossed, values)) for values in itertools.product(*crossed.values())]
+
+
+def run_folder(study_dir: Path, architecture: str, seed: int, cell: dict[str, Any] | None = None) -> Path:
+    """The folder of the run (architecture, seed) in a study, or of that run in a crossed grid's `cell`."""
+    return study_dir / (architecture + (f"@{cell_name(cell)}" if cell else "")) / f"seed-{seed}"
 
 
 def run_folders(study_dir: Path) -> list[Path]:
@@ -47,11 +63,13 @@ def run_id(study_dir: Path, run_dir: Path) -> str:
     return run_dir.relative_to(study_dir).as_posix()
 
 
-def grid(study_dir: Path, architectures: Iterable[str], seeds: Iterable[int]) -> dict[Path, tuple[str, int]]:
-    """Run folder -> (architecture, seed) of architectures x seeds, architecture-major, each once."""
+def grid(study_dir: Path, architectures: Iterable[str], seeds: Iterable[int],
+         crossed: dict[str, list[Any]] | None = None) -> dict[Path, tuple[str, int, dict[str, Any]]]:
+    """Run folder -> (architecture, seed, cell) of architectures x crossed cells x seeds, architecture-major,
+    each once; a cell maps the crossed parameters (`--grid`) to one combination of their values."""
     seeds = list(dict.fromkeys(seeds))
-    return {run_folder(study_dir, architecture, seed): (architecture, seed)
-            for architecture in dict.fromkeys(architectures) for seed in seeds}
+    return {run_folder(study_dir, architecture, seed, cell): (architecture, seed, cell)
+            for architecture in dict.fromkeys(architectures) for cell in grid_cells(crossed) for seed in seeds}
 
 
 def parse_shard(value: str) -> tuple[int, int]:

@@ -11,7 +11,7 @@ from typing import Any, Iterable
 
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.files import atomic_write_text
-from ecgkeras.models import get_architecture
+from ecgkeras.models import expand_architectures
 from ecgkeras.runs.config import RunConfig
 from ecgkeras.runs.experiment import checked_parts, load_dataset
 from ecgkeras.runs.record import RECORD_FILE, RunRecord, is_complete, load_run
@@ -25,17 +25,21 @@ RUNNER_OWNED = {"architecture": "--architectures", "seed": "--seeds", "data_dir"
 
 
 def plan_runs(data_dir: str | Path, study_dir: Path, architectures: Iterable[str], seeds: Iterable[int],
-              parameters: dict[str, Any]) -> dict[Path, RunConfig]:
-    """The configuration of every (architecture, seed) run folder, each checked by the run schema."""
-    if owned := sorted(set(parameters) & set(RUNNER_OWNED)):
+              parameters: dict[str, Any], crossed: dict[str, list[Any]] | None = None) -> dict[Path, RunConfig]:
+    """The configuration of every (architecture, cell, seed) run folder, each checked by the run schema;
+    `crossed` (`--grid`) maps parameters to the values crossed with the architectures."""
+    crossed = crossed or {}
+    if owned := sorted((set(parameters) | set(crossed)) & set(RUNNER_OWNED)):
         raise EcgkerasError(f"parameter(s) {owned} are set by the study itself: use "
                             + ", ".join(RUNNER_OWNED[name] for name in owned))
+    if twice := sorted(set(parameters) & set(crossed)):
+        raise EcgkerasError(f"parameter(s) {twice} are given by -p and by --grid: give each once")
     shared = {**parameters, "data_dir": str(Path(data_dir).resolve())}
     RunConfig.from_parameters(**shared)  # the shared parameters' errors first, before per-run ones
     if negative := [seed for seed in seeds if seed < 0]:
         raise EcgkerasError(f"--seeds {' '.join(map(str, negative))}: give seeds >= 0")
-    return {run_dir: RunConfig.from_parameters(**shared, architecture=architecture, seed=seed)
-            for run_dir, (architecture, seed) in grid(study_dir, architectures, seeds).items()}
+    return {run_dir: RunConfig.from_parameters(**shared, **cell, architecture=architecture, seed=seed)
+            for run_dir, (architecture, seed, cell) in grid(study_dir, architectures, seeds, crossed).items()}
 
 
 @dataclass
@@ -47,14 +51,16 @@ class Plan:
 
 
 def plan_study(data_dir: str | Path | None, study_dir: Path, architectures: Iterable[str], seeds: Iterable[int],
-               parameters: dict[str, Any], shard: tuple[int, int] | None = None) -> Plan:
+               parameters: dict[str, Any], shard: tuple[int, int] | None = None,
+               crossed: dict[str, list[Any]] | None = None) -> Plan:
     """The one planner of `ecgkeras study`, its `--shard` and its `--list-runs`, checking all that can
     be checked without writing: the study folder, every parameter and, given `data_dir`, the data
     and each run's model against it (None: the data is not checked, as `--list-runs` without it)."""
     _check_study_folder(study_dir)
-    architectures = [get_architecture(name).name for name in architectures]
+    architectures = expand_architectures(list(architectures))
     seeds = list(seeds)
-    configs = plan_runs(data_dir if data_dir is not None else ".", study_dir, architectures, seeds, parameters)
+    configs = plan_runs(data_dir if data_dir is not None else ".", study_dir, architectures, seeds, parameters,
+                        crossed)
     if data_dir is not None:
         data = load_dataset(next(iter(configs.values())))  # builds the signal cache once, before runs read it
         for config in configs.values():
@@ -108,15 +114,18 @@ def _check_configurations(study_dir: Path, planned: dict[Path, RunConfig], exist
                           registered: dict[Path, dict[str, Any]], allow_mixed: bool) -> None:
     """Refuse runs of another configuration in the folder (complete, or registered by another study),
     unless `allow_mixed`; even then a planned run folder cannot take a second configuration."""
-    requested = next(iter(planned.values())).shared_parameters(results_only=True)
+    requested = {run_dir: config.shared_parameters(results_only=True) for run_dir, config in planned.items()}
+    first = next(iter(requested.values()))
     theirs = {run_dir: RunConfig.from_parameters(**parameters).shared_parameters(results_only=True)
               for run_dir, parameters in registered.items()}
     theirs.update({run_dir: run.config.shared_parameters(results_only=True) for run_dir, run in existing.items()})
+    cells = list(requested.values())  # a crossed grid's runs differ in the crossed parameters only
     conflicts = {run_dir: other for run_dir, other in sorted(theirs.items())
-                 if other != requested and (run_dir in planned or not allow_mixed)}
+                 if (other != requested[run_dir] if run_dir in planned else other not in cells and not allow_mixed)}
     if not conflicts:
         return
     run_dir, other = next(iter(conflicts.items()))
+    requested = requested.get(run_dir, first)
     changes = ", ".join(f"{name} {other.get(name)!r} there, {requested.get(name)!r} now"
                         for name in sorted(set(requested) | set(other)) if requested.get(name) != other.get(name))
     only_planned = [str(path.relative_to(study_dir)) for path in conflicts if path not in existing]

@@ -28,6 +28,7 @@ class StudyRequest:
     architectures: list[str] = field(default_factory=lambda: list(_paper_architectures()))
     seeds: list[int] = field(default_factory=lambda: [0])
     parameters: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, list[Any]] = field(default_factory=dict)  # --grid: parameters crossed with the architectures
     jobs: int = 1
     allow_mixed: bool = False
     execution: Execution | None = None  # None: on this machine, the whole grid
@@ -70,6 +71,25 @@ def parse_parameters(pairs: Iterable[tuple[str, str]], flags: dict[str, Any] | N
     return parameters
 
 
+def parse_grid(items: Iterable[str]) -> dict[str, list[Any]]:
+    """`--grid NAME=V1,V2` items to {NAME: [V1, V2]}: values parsed as JSON where possible, or a JSON list
+    (`--grid 'filters=[[8,8],[16,16]]'`) for values that hold commas; checked by the schema later."""
+    crossed: dict[str, list[Any]] = {}
+    for item in items:
+        name, _, text = item.partition("=")
+        if not name or not text:
+            raise EcgkerasError(f"--grid {item!r}: give NAME=VALUE1,VALUE2, e.g. --grid rnn_readout=last,pool")
+        values = _literal(text) if text.startswith("[") else [_literal(value) for value in text.split(",")]
+        if not isinstance(values, list) or not values:
+            raise EcgkerasError(f"--grid {item!r}: give the values as V1,V2 or a JSON list")
+        if name in crossed:
+            raise EcgkerasError(f"--grid {name} is given twice: give each parameter once, its values comma-separated")
+        if len({json.dumps(value) for value in values}) < len(values):
+            raise EcgkerasError(f"--grid {item!r} repeats a value: give each value once")
+        crossed[name] = values
+    return crossed
+
+
 def study_request(data_dir: Path | None, study_dir: Path | None, **inputs: Any) -> StudyRequest:
     """The request with its defaults: the data folder from $PTBXL_DIR when not given (the demo's own
     request, whose data the study makes: `ecgkeras.study.demo.demo_request`)."""
@@ -93,5 +113,5 @@ def list_runs(request: StudyRequest) -> list[str]:
     data_dir = None if request.demo and not request.data_dir.exists() else request.data_dir  # the demo makes it
     study_dir = request.study_dir.resolve() if request.study_dir else Path("/")
     plan = plan_study(data_dir, study_dir, request.architectures, request.seeds, request.parameters,
-                      request.execution.shard if request.execution else None)
+                      request.execution.shard if request.execution else None, request.grid)
     return [run_id(study_dir, run_dir) for run_dir in plan.runs]

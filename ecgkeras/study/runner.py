@@ -68,8 +68,10 @@ class Execution:
 def execute_study(data_dir: str | Path, study_dir: str | Path,
                   architectures: Iterable[str] = PAPER_ARCHITECTURES, seeds: Iterable[int] = (0,),
                   parameters: dict[str, Any] | None = None, jobs: int = 1, allow_mixed: bool = False,
-                  log_output: bool = False, execution: Execution | None = None) -> StudyResult:
-    """Run the training notebook for every (architecture, seed) missing in `study_dir`.
+                  log_output: bool = False, execution: Execution | None = None,
+                  crossed: dict[str, list[Any]] | None = None) -> StudyResult:
+    """Run the training notebook for every (architecture, seed) missing in `study_dir`, in every cell of
+    the `crossed` parameters (`--grid`) when given.
 
     `parameters` are run parameters (epochs, sampling_rate, ...; see `ecgkeras parameters`), shared
     by all runs. Every parameter, the data folder and the study folder's existing runs are checked
@@ -84,7 +86,7 @@ def execute_study(data_dir: str | Path, study_dir: str | Path,
     slots = _slots(execution, jobs) if execution.executor == "local" else []  # checks --gpus, --runs-per-gpu
     if execution.executor == "slurm":
         check_slurm()
-    plan = plan_study(data_dir, study_dir, architectures, seeds, parameters or {}, execution.shard)
+    plan = plan_study(data_dir, study_dir, architectures, seeds, parameters or {}, execution.shard, crossed)
     register_plan(study_dir, plan.configs, allow_mixed)
     first = next(iter(plan.configs.values()))
     with tempfile.TemporaryDirectory(prefix="ecgkeras-notebooks-") as tmp:

@@ -111,8 +111,8 @@ def load_space(path: Path | None) -> dict[str, Search]:
 
 
 def architecture_space(space: dict[str, Search], architecture: str, fixed: dict[str, Any]) -> dict[str, Search]:
-    """What is searched for `architecture`: the space without parameters set with -p, nor, for the CNN
-    baseline, the recurrent ones (they do not change it)."""
+    """What is searched for `architecture`: the space without parameters set with -p, nor, for architectures
+    without recurrent layers, the recurrent ones (they do not change them)."""
     recurrent = get_architecture(architecture).cell is not None
     return {name: search for name, search in space.items()
             if name not in fixed and (recurrent or name not in RECURRENT_ONLY)}

@@ -28,7 +28,9 @@ def test_write_summary_writes_every_table_figure_and_readme(study):
     assert "results_tuned.md" in readme and "0.4715" in readme
     assert len(pd.read_csv(out / "runs.csv")) == len(ARCHS) * len(SEEDS) * 2
     paired = re.sub(r" +", " ", (out / "paired_comparison.md").read_text())
-    assert "| CNN | 0 | CNN-BiLSTM | 0 | macro-AUPRC |" in paired  # default reference: the best
+    assert "| macro-AUPRC | CNN | 2 | CNN-BiLSTM | 2 |" in paired  # default reference: the best, all seeds
+    assert readme.index("## Verdict") < readme.index("## Data") and "2 seed(s) per architecture" in readme
+    assert (out / "verdict.md").read_text().strip() in readme
     assert len(find_runs(study)) == len(ARCHS) * len(SEEDS)  # the summary folder adds no runs
 
 

@@ -9,6 +9,7 @@ import pytest
 from helpers import ARCHS, AUPRC, CLASSES, DISPLAY, ECG_IDS, HAMMING, PARAMETERS, SEEDS, Y_TEST, recall_of, write_run
 
 from ecgkeras import EcgkerasError
+from ecgkeras.evaluation import VERDICT_METRICS
 from ecgkeras.report.summary import convergence_lines
 from ecgkeras.report.tables import (PAPER_REFERENCE, paired_comparisons, per_class_recall, reference_table, runs_frame,
                                     summary_table, unconverged_runs)
@@ -49,18 +50,23 @@ def test_per_class_recall_matches_the_records(runs):
 
 
 def test_paired_comparison_against_itself_is_zero_and_a_better_model_wins(runs):
-    comparison = paired_comparisons(runs, reference="cnn", bootstrap_resamples=50)
+    comparison = paired_comparisons(runs, reference="cnn", metrics=("macro_auprc", "micro_f1"), bootstrap_resamples=50)
     assert set(comparison["reference"]) == {"cnn"} and set(comparison["architecture"]) == {"cnn-lstm", "cnn-bilstm"}
     assert set(comparison["reference_display_name"]) == {"CNN"}
     assert set(comparison["display_name"]) == {"CNN-LSTM", "CNN-BiLSTM"}
+    assert set(comparison["n_seeds"]) == set(comparison["reference_n_seeds"]) == {len(SEEDS)}  # every seed
     same = comparison[comparison["architecture"] == "cnn-lstm"]  # identical predictions and thresholds
     assert (same[["difference", "ci_low", "ci_high"]] == 0).all().all() and not same["significant"].any()
     better = comparison[comparison["architecture"] == "cnn-bilstm"]
     assert (better["difference"] > 0).all() and (better["ci_low"] > 0).all() and better["significant"].all()
-    assert set(better["metric"]) == {"macro_auprc", "micro_f1"} and set(better["seed"]) == {0}
-    # default reference: best mean test macro-AUPRC in the records (CNN-BiLSTM), by display name too
+    assert set(better["metric"]) == {"macro_auprc", "micro_f1"} and (better["p_holm"] >= better["p_value"]).all()
+    # default reference: per metric the best seed mean (CNN-BiLSTM), by display name too
     default = paired_comparisons(runs, bootstrap_resamples=20)
-    assert set(default["reference"]) == {"cnn-bilstm"} and (default["difference"] < 0).all()
+    assert list(dict.fromkeys(default["metric"])) == list(VERDICT_METRICS)
+    assert set(default["reference"]) == {"cnn-bilstm"}
+    lower = default["metric"] == "hamming_loss"
+    assert (default.loc[lower, "difference"] > 0).all() and (default.loc[~lower & (default["architecture"] == "cnn"),
+                                                                          "difference"] < 0).all()
     pd.testing.assert_frame_equal(paired_comparisons(runs, reference="CNN-BiLSTM", bootstrap_resamples=20), default)
     with pytest.raises(EcgkerasError, match="reference"):
         paired_comparisons(runs, reference="cnn-gru", bootstrap_resamples=20)
@@ -97,3 +103,26 @@ def test_tables_and_readme_mark_the_unconverged_run(two_runs):
     text = "\n".join(convergence_lines(two_runs))
     assert "1 run(s) had not converged" in text and "CNN, seed 1: epoch_cap, 2 of 2 epochs" in text
     assert "Every run converged." in "\n".join(convergence_lines(two_runs[:1]))
+
+
+def test_a_crossed_parameter_gives_a_row_per_value_grouped_by_it(tmp_path):
+    for arch in ("cnn", "cnn-lstm"):
+        for readout in ("last", "pool"):
+            for seed in SEEDS:
+                write_run(tmp_path / f"{arch}@rnn_readout={readout}" / f"seed-{seed}", arch, seed, tmp_path,
+                          parameters={"rnn_readout": readout})
+    runs = find_runs(tmp_path)
+    summary = summary_table(runs)
+    assert list(summary.index) == ["cnn@rnn_readout=last", "cnn-lstm@rnn_readout=last", "cnn@rnn_readout=pool",
+                                   "cnn-lstm@rnn_readout=pool"]  # grouped by the crossed value, then registry order
+    assert list(summary["rnn_readout"]) == ["last", "last", "pool", "pool"] and set(summary["n_seeds"]) == {2}
+    assert summary.loc["cnn-lstm@rnn_readout=pool", "display_name"] == "CNN-LSTM (rnn_readout=pool)"
+    assert list(runs_frame(runs)["rnn_readout"][:2]) == ["last", "last"]
+    recall = per_class_recall(runs)
+    assert "CNN (rnn_readout=pool)" in recall.columns and len(recall.columns) == 5
+    comparison = paired_comparisons(runs, metrics=("micro_f1",), bootstrap_resamples=10)
+    assert len(comparison) == 3 and comparison["architecture"].is_unique
+    from ecgkeras.report.summary import write_summary
+
+    readme = (write_summary(tmp_path, tmp_path / "summary", bootstrap_resamples=10) / "README.md").read_text()
+    assert "**Runs differ in rnn_readout**" in readme and "- CNN-LSTM (rnn_readout=pool): seed(s) 0, 1" in readme

@@ -29,8 +29,8 @@ def test_wrong_values_are_refused_never_coerced(name, value, message):
 def test_unknown_parameters_are_refused():
     with pytest.raises(EcgkerasError, match="unknown parameter"):
         RunConfig.from_parameters(data_dir="x", learning_rat=0.1)
-    with pytest.raises(EcgkerasError, match="architecture='cnn-tcn': must be one of cnn, cnn-lstm"):
-        RunConfig.from_parameters(data_dir="x", architecture="cnn-tcn")
+    with pytest.raises(EcgkerasError, match="architecture='cnn-tcnn': must be one of cnn, cnn-lstm"):
+        RunConfig.from_parameters(data_dir="x", architecture="cnn-tcnn")
     with pytest.raises(EcgkerasError, match="loss='hinge': must be one of bce, weighted_bce, focal"):
         RunConfig.from_parameters(data_dir="x", loss="hinge")
 

@@ -11,6 +11,7 @@ import pytest
 from helpers import TINY, TINY_ARGS, ecgkeras, finish, listing, refused, run_cli, run_main, tiny_args
 
 from ecgkeras import EcgkerasError
+from ecgkeras.models import ARCHITECTURES
 from ecgkeras.report.aggregate import run_study
 from ecgkeras.runs import RECORD_FILE, RunConfig, load_run
 from ecgkeras.study.layout import STUDY_FILE
@@ -20,7 +21,7 @@ from ecgkeras.study.plan import plan_runs
 @pytest.mark.parametrize("kwargs, match", [
     ({"parameters": {"learning_rat": 0.1}}, "unknown parameter"),
     ({"parameters": {"seed": 1}}, "set by the study itself: use --seeds"),
-    ({"architectures": ["cnn-tcn"]}, "unknown architecture"),
+    ({"architectures": ["cnn-tcnn"]}, "unknown architecture"),
 ])
 def test_bad_study_arguments(synthetic_ptbxl, tmp_path, kwargs, match):
     with pytest.raises(EcgkerasError, match=match):
@@ -127,7 +128,42 @@ def test_list_runs_and_shards_use_the_studys_planner(capsys):
     assert run_main([*base, "--shard", "2/2"], capsys)[1].split() == ["cnn-gru/seed-0"]
 
 
+def test_architecture_groups_and_a_crossed_grid_list_one_run_per_cell(capsys):
+    base = ["study", "--seeds", "0", "1", "--list-runs"]
+    assert run_main([*base, "--architectures", "benchmark", "temporal"], capsys)[1].split() == [
+        f"{arch}/seed-{seed}" for arch in ("inception1d", "xresnet1d101", "cnn-tcn", "cnn-transformer")
+        for seed in (0, 1)]
+    assert len(run_main([*base, "--architectures", "all"], capsys)[1].split()) == 2 * len(ARCHITECTURES)
+    crossed = run_main([*base, "--architectures", "cnn", "cnn-gru", "--grid", "rnn_readout=last,pool",
+                        "--grid", "rnn_units=[8,16]"], capsys)[1].split()
+    assert crossed[:4] == ["cnn@rnn_readout=last,rnn_units=8/seed-0", "cnn@rnn_readout=last,rnn_units=8/seed-1",
+                           "cnn@rnn_readout=last,rnn_units=16/seed-0", "cnn@rnn_readout=last,rnn_units=16/seed-1"]
+    assert len(crossed) == len(set(crossed)) == 2 * 2 * 2 * 2 and "cnn-gru@rnn_readout=pool,rnn_units=16/seed-1" in crossed
+
+
+def test_a_crossed_grid_plans_each_cell_with_its_value_and_registers_them_together(tmp_path):
+    from ecgkeras.study.plan import plan_study, register_plan
+
+    out = tmp_path / "study"
+    plan = plan_study(None, out, ["cnn-gru"], [0], {}, crossed={"rnn_readout": ["last", "pool"]})
+    assert {run.relative_to(out).as_posix(): config.model.rnn_readout for run, config in plan.configs.items()} == {
+        "cnn-gru@rnn_readout=last/seed-0": "last", "cnn-gru@rnn_readout=pool/seed-0": "pool"}
+    register_plan(out, plan.configs, allow_mixed=False)  # the two cells' configurations are not a conflict
+    register_plan(out, plan.configs, allow_mixed=False)  # and the same grid again is the same study
+    groups = json.loads((out / STUDY_FILE).read_text())["configurations"]
+    assert sorted(run for group in groups for run in group["runs"]) == ["cnn-gru@rnn_readout=last/seed-0",
+                                                                        "cnn-gru@rnn_readout=pool/seed-0"]
+
+
 @pytest.mark.parametrize("extra, fragment", [
+    (["--grid", "rnn_readout"], "--grid 'rnn_readout': give NAME=VALUE1,VALUE2"),
+    (["--grid", "rnn_readout=last,last"], "repeats a value"),
+    (["--grid", "rnn_readout=last", "--grid", "rnn_readout=pool"], "--grid rnn_readout is given twice"),
+    (["--grid", "rnn_readout=last,pool", "-p", "rnn_readout", "pool"], "given by -p and by --grid"),
+    (["--grid", "seed=1,2"], "set by the study itself: use --seeds"),
+    (["--grid", "rnn_readout=last,poo"], "rnn_readout='poo': must be one of last, pool"),
+    (["--grid", "rnn_readouts=last,pool"], "unknown parameter(s) ['rnn_readouts']"),
+    (["--architectures", "papers"], "or a group: paper, benchmark, temporal, all"),
     (["-p", "batch_size", "16", "-p", "batch_size", "32"], "-p batch_size is given twice"),
     (["-p", "epochs", "2", "--epochs", "1"], "epochs is given twice"),
     (["-p", "sampling_rate", "100", "--sampling-rate", "500"], "sampling_rate is given twice"),
