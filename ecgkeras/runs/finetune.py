@@ -19,7 +19,8 @@ from ecgkeras.data.ptbxl import PTBXL
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.files import atomic_write_text
 from ecgkeras.runs.config import RunConfig
-from ecgkeras.runs.experiment import checked_parts, evaluate_run, load_dataset
+from ecgkeras.runs.experiment import evaluate_run
+from ecgkeras.runs.prepare import checked_parts, load_dataset
 from ecgkeras.runs.record import RECORD_FILE, RunRecord, staged_run_dir, write_record
 from ecgkeras.training import HISTORY_FILE, set_seed, train_model
 

@@ -253,7 +253,12 @@ class RunRecord:
 
     def load_model(self):
         """The trained keras.Model (uncompiled), or a one-line error if the file is damaged."""
+        from importlib import import_module
+
         import keras
+
+        for module in ("ecgkeras.models.builders", "ecgkeras.training.fit"):  # register the package's own
+            import_module(module)  # layers and losses with Keras
 
         try:
             return keras.models.load_model(self.model_path, compile=False)

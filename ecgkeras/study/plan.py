@@ -13,7 +13,7 @@ from ecgkeras.errors import EcgkerasError
 from ecgkeras.files import atomic_write_text
 from ecgkeras.models import expand_architectures
 from ecgkeras.runs.config import RunConfig
-from ecgkeras.runs.experiment import checked_parts, load_dataset
+from ecgkeras.runs.prepare import checked_parts, load_dataset
 from ecgkeras.runs.record import RECORD_FILE, RunRecord, is_complete, load_run
 from ecgkeras.study.layout import STUDY_FILE, STUDY_FORMAT, grid, known_grid, remember_grid, run_folders, shard_runs
 from ecgkeras.study.locks import study_lock

@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from ecgkeras.files import atomic_write_text
 from ecgkeras.runs.record import APART_MARKER
@@ -22,6 +24,7 @@ SUMMARY_FILE = "summary.json"
 TRIAL_FILE = "trial.json"
 HISTORY_PLOT = "history.png"
 IMPORTANCE_PLOT = "importances.png"
+COMPLETE, PRUNED, FAILED = "complete", "pruned", "failed"  # a trial's state in its trial.json
 
 
 def tuning_dir(study_dir: Path) -> Path:
@@ -51,3 +54,9 @@ def study_name(architecture: str) -> str:
 def journal_url(study_dir: Path) -> str:
     """The default storage: the journal file in the tuning folder."""
     return f"journal:{tuning_dir(study_dir) / JOURNAL_FILE}"
+
+
+def write_trial_file(run_dir: Path, content: dict[str, Any]) -> None:
+    """`trial.json` of a trial folder."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / TRIAL_FILE, json.dumps(content, indent=2))

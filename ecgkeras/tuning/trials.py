@@ -5,23 +5,19 @@ macro-AUPRC, never a test-fold number."""
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 import keras
 
 from ecgkeras.data.ptbxl import PTBXL
-from ecgkeras.files import atomic_write_text
 from ecgkeras.runs.config import TUNED, RunConfig
 from ecgkeras.runs.experiment import run_experiment
 from ecgkeras.training import MONITOR
-from ecgkeras.tuning.layout import TRIAL_FILE
+from ecgkeras.tuning.layout import COMPLETE, PRUNED, write_trial_file
 
 OBJECTIVE = "macro_auprc"  # of the validation fold (`RunRecord.metrics("val")`)
-COMPLETE, PRUNED, FAILED = "complete", "pruned", "failed"
 
 
 class PruningCallback(keras.callbacks.Callback):
@@ -54,9 +50,3 @@ def run_trial(trial, config: RunConfig, run_dir: Path, data: PTBXL) -> tuple[str
                                "pruned_at_epoch": pruning.pruned_at, "epochs_run": run.convergence["epochs_run"],
                                "epoch_cap": run.convergence["epoch_cap"], "seconds": time.perf_counter() - started})
     return state, value
-
-
-def write_trial_file(run_dir: Path, content: dict[str, Any]) -> None:
-    """`trial.json` of a trial folder."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / TRIAL_FILE, json.dumps(content, indent=2))

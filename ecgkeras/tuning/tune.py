@@ -29,17 +29,17 @@ from ecgkeras.errors import EcgkerasError
 from ecgkeras.files import atomic_write_text
 from ecgkeras.models import get_architecture
 from ecgkeras.runs.config import RunConfig
-from ecgkeras.runs.experiment import load_dataset
+from ecgkeras.runs.prepare import load_dataset
 from ecgkeras.schema import Search
 from ecgkeras.study.devices import device_slots
 from ecgkeras.study.locks import RunLocked, lock_owner, run_lock, study_lock
 from ecgkeras.study.plan import RUNNER_OWNED, plan_study
 from ecgkeras.training import TrainingConfig
 from ecgkeras.tuning.analysis import plot_studies
-from ecgkeras.tuning.layout import (HISTORY_PLOT, IMPORTANCE_PLOT, SETTINGS_FILE, SUMMARY_FILE, TRIAL_FILE, journal_url,
-                                    make_tuning_dir, study_name, trial_folder, tuning_dir)
+from ecgkeras.tuning.layout import (COMPLETE, FAILED, HISTORY_PLOT, IMPORTANCE_PLOT, PRUNED, SETTINGS_FILE,
+                                    SUMMARY_FILE, TRIAL_FILE, journal_url, make_tuning_dir, study_name, trial_folder,
+                                    tuning_dir, write_trial_file)
 from ecgkeras.tuning.space import architecture_space, load_space, space_to_json, suggest
-from ecgkeras.tuning.trials import COMPLETE, FAILED, PRUNED, run_trial, write_trial_file
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # its per-trial lines; the summary says what happened
@@ -164,6 +164,8 @@ def _space(settings: TuningSettings) -> dict[str, Search]:
 def _run_claimed(study: optuna.Study, trial: optuna.Trial, values: dict[str, Any], run_dir: Path,
                  settings: TuningSettings, architecture: str, data) -> None:
     """Train a claimed trial and tell Optuna how it ended: complete, pruned or failed; Ctrl-C requeues it."""
+    from ecgkeras.tuning.trials import run_trial  # TensorFlow only where a trial trains
+
     try:
         config = RunConfig.from_parameters(**settings.trial_parameters(architecture, values))
         state, value = run_trial(trial, config, run_dir, data)

@@ -1,4 +1,4 @@
-"""ecgkeras.training: convergence, the recipe's knobs, and bounded memory: batches are read,
+"""ecgkeras.training (its config and fit modules): convergence, the recipe's knobs, and bounded memory: batches are read,
 standardized and cropped on the fly (the references are the in-memory pipeline the package used
 before); peak memory is measured with tracemalloc, which sees NumPy's allocations."""
 
@@ -95,7 +95,7 @@ def test_fitting_and_an_epoch_never_materialise_the_split(synthetic500):
 
 @pytest.mark.slow
 def test_train_model_feeds_the_pipeline_views_of_the_memory_map(synthetic500, tmp_path, monkeypatch):
-    from ecgkeras import training
+    from ecgkeras.training import fit as training
 
     received = []
     real_make_dataset = training.make_dataset

@@ -1,4 +1,4 @@
-"""ecgkeras.models: every registered architecture builds with the right temporal module; each kind trains one epoch."""
+"""ecgkeras.models (its registry and builders): every registered architecture builds with the right temporal module; each kind trains one epoch."""
 
 from __future__ import annotations
 

@@ -1,0 +1,24 @@
+"""The architectures of the study: the registry (`registry`: names, groups, `ModelConfig`; no TensorFlow)
+and the Keras builders (`builders`: `build_model` and its blocks).
+
+Names are imported on first use, so reading the registry needs no TensorFlow.
+"""
+
+from importlib import import_module
+
+_HOMES = {
+    "registry": ("ARCHITECTURES", "PAPER_ARCHITECTURES", "GROUPS", "RNN_READOUTS", "RECURRENT_ONLY", "Architecture",
+                 "ModelConfig", "get_architecture", "group_members", "expand_architectures", "check_model"),
+    "builders": ("build_model", "recurrent_layer_count", "conv_front_end", "recurrent_module", "tcn_module",
+                 "transformer_module", "inception_network", "xresnet_network", "classification_head",
+                 "SinusoidalPositions"),
+}
+_LAZY = {name: f"ecgkeras.models.{module}" for module, names in _HOMES.items() for name in names}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ecgkeras.models' has no attribute {name!r}")
