@@ -105,6 +105,7 @@ def test_the_wheel_ships_notebooks_license_types_and_its_dependencies(wheel, env
     names = zipfile.ZipFile(wheel).namelist()
     for name in ("ecgkeras/notebooks/01_ptbxl_tour.py", "ecgkeras/notebooks/02_train_architecture.py",
                  "ecgkeras/notebooks/03_aggregate_results.py", "ecgkeras/notebooks/04_explain_predictions.py",
+                 "ecgkeras/notebooks/05_tune.py", "ecgkeras/notebooks/06_your_own_ecg.py",
                  "ecgkeras/notebooks/05_tune.py",
                  "ecgkeras/py.typed", "ecgkeras/__main__.py"):
         assert name in names, name
@@ -153,4 +154,4 @@ def test_from_an_empty_folder_synth_study_and_predict_succeed_quietly(environmen
     record = next((tmp_path / "data").glob("records100/*/*.hea")).with_suffix("")
     assert "probability" in ecgkeras("predict", "--run", "study/cnn/seed-0", record)
     ecgkeras("notebooks", "course")
-    assert len(list((tmp_path / "course").glob("*.ipynb"))) == 4
+    assert len(list((tmp_path / "course").glob("*.ipynb"))) == 6

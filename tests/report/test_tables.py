@@ -97,7 +97,8 @@ def test_reference_table_holds_the_published_numbers():
 
 @pytest.mark.slow
 def test_tables_and_readme_mark_the_unconverged_run(two_runs):
-    assert summary_table(two_runs).loc["cnn", "converged"] == "1/2"
+    # the two runs differ in epochs and patience: a row each (crossed parameters), one converged
+    assert sorted(summary_table(two_runs)["converged"]) == ["0/1", "1/1"]
     listed = unconverged_runs(two_runs)
     assert list(listed["seed"]) == [1] and listed["stopped_by"].item() == "epoch_cap"
     text = "\n".join(convergence_lines(two_runs))
