@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 from graphlib import CycleError, TopologicalSorter
+import subprocess
+import sys
 from pathlib import Path
 
 import ecgkeras
@@ -58,3 +60,12 @@ def test_no_import_cycle():
         TopologicalSorter(graph).prepare()
     except CycleError as error:
         raise AssertionError(f"import cycle: {' -> '.join(error.args[1])}") from None
+
+
+def test_planning_status_and_aggregation_start_without_tensorflow():
+    """The CLI, the planner, status, the summary and the report never import TensorFlow (seconds per process)."""
+    code = ("import sys, ecgkeras.cli, ecgkeras.study.plan, ecgkeras.study.runner, ecgkeras.study.status, "
+            "ecgkeras.report.aggregate, ecgkeras.report.site, ecgkeras.tuning.tune; "
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
