@@ -4,7 +4,7 @@ and the Keras builders (`builders`: `build_model` and its blocks).
 Names are imported on first use, so reading the registry needs no TensorFlow.
 """
 
-from importlib import import_module
+from ecgkeras.lazy import lazy_exports
 
 _HOMES = {
     "registry": ("ARCHITECTURES", "PAPER_ARCHITECTURES", "GROUPS", "RNN_READOUTS", "RECURRENT_ONLY", "Architecture",
@@ -13,12 +13,4 @@ _HOMES = {
                  "transformer_module", "inception_network", "xresnet_network", "classification_head",
                  "SinusoidalPositions"),
 }
-_LAZY = {name: f"ecgkeras.models.{module}" for module, names in _HOMES.items() for name in names}
-
-__all__ = list(_LAZY)
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'ecgkeras.models' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _HOMES)

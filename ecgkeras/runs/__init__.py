@@ -5,7 +5,7 @@ run folder), where it came from (`provenance`) and predictions of new ECGs with 
 Names are imported on first use, so reading run records needs no TensorFlow.
 """
 
-from importlib import import_module
+from ecgkeras.lazy import lazy_exports
 
 _HOMES = {
     "config": ("RunConfig", "POLICIES", "TUNED", "FIXED", "SPLITS", "PER_RUN"),
@@ -18,12 +18,4 @@ _HOMES = {
     "external": ("evaluate_external",),
     "finetune": ("finetune_experiment",),
 }
-_LAZY = {name: f"ecgkeras.runs.{module}" for module, names in _HOMES.items() for name in names}
-
-__all__ = list(_LAZY)
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'ecgkeras.runs' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _HOMES)

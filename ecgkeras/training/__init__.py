@@ -4,7 +4,7 @@ Keras side (`fit`: compile, tf.data input, standard callbacks, precision policie
 Names are imported on first use, so reading training parameters needs no TensorFlow.
 """
 
-from importlib import import_module
+from ecgkeras.lazy import lazy_exports
 
 _HOMES = {
     "config": ("TrainingConfig", "LOSSES", "PRECISIONS", "MONITOR", "MODEL_FILE", "HISTORY_FILE", "convergence",
@@ -13,12 +13,4 @@ _HOMES = {
             "warmup_schedule", "predict_probabilities", "precision_policy", "resolve_precision",
             "gpu_compute_capabilities", "WeightedBinaryCrossentropy", "EpochTimer"),
 }
-_LAZY = {name: f"ecgkeras.training.{module}" for module, names in _HOMES.items() for name in names}
-
-__all__ = list(_LAZY)
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'ecgkeras.training' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _HOMES)
