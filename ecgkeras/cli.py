@@ -99,7 +99,8 @@ def _study_request(args: argparse.Namespace):
     parameters = parse_parameters(args.param, {"sampling_rate": args.sampling_rate, "epochs": args.epochs})
     return (demo_request if args.demo else study_request)(args.data_dir, args.out, publish=args.publish,
                          architectures=args.architectures or ([] if args.from_tuning else list(PAPER_ARCHITECTURES)),
-                         seeds=args.seeds, parameters=parameters, grid=parse_grid(args.grid), jobs=args.jobs,
+                         seeds=args.seeds, parameters=parameters, grid=parse_grid(args.grid),
+                         **({"jobs": args.jobs} if args.jobs is not None else {}),
                          allow_mixed=args.allow_mixed, execution=execution,
                          log_output=getattr(args, "verbose", False),
                          **({"from_tuning": args.from_tuning} if args.from_tuning else {}))
@@ -288,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--seeds", nargs="+", type=int, default=[0])
     study.add_argument("--sampling-rate", dest="sampling_rate", type=int, choices=(100, 500))
     study.add_argument("--epochs", type=int)
-    study.add_argument("--jobs", type=int, default=1, help="runs executed in parallel")
+    study.add_argument("--jobs", type=int, help="runs executed in parallel (default 1; --demo: 2 on 2 or more CPUs)")
     study.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                        help="run parameter (JSON value), e.g. -p learning_rate 0.0005; see `ecgkeras parameters`")
     study.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",

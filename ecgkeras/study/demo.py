@@ -4,6 +4,7 @@ demo's own (its grid and settings), so a trial run never overwrites a published 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ DEMO_DATA = "synthetic-ptbxl"  # inside the demo's study folder, unless --data-d
 DEMO_STUDY = Path("runs/demo")
 DEMO_RECORDS = 1200
 DEMO_SEEDS = [0]
+# Two runs at a time: one trains while the other starts its kernel, evaluates and writes (single-threaded).
+DEMO_JOBS = min(2, os.cpu_count() or 1)
 # Short settings so the seven paper architectures train in about 10 minutes on 2 CPU cores.
 DEMO_PARAMETERS = {"epochs": 20, "batch_size": 32, "patience": 5, "bootstrap_resamples": 200}
 
@@ -25,7 +28,8 @@ def demo_request(data_dir: Path | None, study_dir: Path | None, parameters: dict
     """The demo's request: its study folder and data inside it unless given, its settings under `parameters`."""
     study_dir = study_dir or DEMO_STUDY
     return StudyRequest(data_dir or study_dir / DEMO_DATA, study_dir,
-                        parameters={**DEMO_PARAMETERS, **(parameters or {})}, demo=True, **inputs)
+                        parameters={**DEMO_PARAMETERS, **(parameters or {})}, demo=True,
+                        **{"jobs": DEMO_JOBS, **inputs})
 
 
 def _results(parameters: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ Ctrl-C can interrupt and stop it.
 from __future__ import annotations
 
 import ast
+import logging
 import os
 import signal
 import subprocess
@@ -30,10 +31,16 @@ if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
 
+log = logging.getLogger(__name__)
+
 NOTEBOOK_SOURCES = resources.files("ecgkeras") / "notebooks"  # package data: the jupytext .py sources
 
 
 TRAIN_NOTEBOOK = "02_train_architecture"
+# Kernels started at the same moment on one host can race for the free ports jupyter_client picked and
+# die before their first reply (nteract/papermill#239): such a start is retried, as no cell ran.
+KERNEL_START_ATTEMPTS = 3
+KERNEL_START_FAILURES = ("Kernel died before replying to kernel_info", "Kernel didn't respond")
 
 
 AGGREGATE_NOTEBOOK = "03_aggregate_results"
@@ -159,9 +166,16 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict[str, Any], e
     """papermill executes `notebook` into `output` in a kernel with `env` added, which Ctrl-C stops."""
     manager_class = _KernelManager.for_run(env or {})
     try:
-        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3",
-                                   progress_bar=False, log_output=log_output, cwd=str(Path.cwd()),
-                                   kernel_manager_class=manager_class, extra_arguments=kernel_arguments())
+        for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+            try:
+                papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3",
+                                           progress_bar=False, log_output=log_output, cwd=str(Path.cwd()),
+                                           kernel_manager_class=manager_class, extra_arguments=kernel_arguments())
+                return
+            except RuntimeError as exc:  # no cell ran when the kernel did not start: start another
+                if not str(exc).startswith(KERNEL_START_FAILURES) or attempt == KERNEL_START_ATTEMPTS:
+                    raise
+                log.warning("the kernel for %s did not start (%s): starting another", output, exc)
     except KeyboardInterrupt:  # Ctrl-C in this (main) thread: the kernel must not outlive the command
         KERNELS.stop_all()
         raise

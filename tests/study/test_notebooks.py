@@ -66,3 +66,29 @@ def test_the_notebook_parameters_cell_holds_run_parameters_by_name_and_the_outpu
     config = RunConfig.from_parameters(**defaults["parameters"])
     expected = RunConfig.from_parameters(data_dir=".").parameters() | defaults["parameters"]
     assert config.parameters() == expected  # the schema supplies every other default
+
+
+def test_a_kernel_that_dies_before_its_first_reply_is_started_again_but_a_failing_cell_is_not(
+        tmp_path, monkeypatch, caplog):
+    from ecgkeras.study import notebooks
+
+    calls = []
+
+    def flaky(*args, **kwargs):  # what jupyter_client raises when two kernels raced for one port
+        calls.append(args)
+        if len(calls) == 1:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+
+    monkeypatch.setattr(notebooks.papermill, "execute_notebook", flaky)
+    notebooks.execute_notebook(tmp_path / "in.ipynb", tmp_path / "out.ipynb", {})
+    assert len(calls) == 2 and "did not start" in caplog.text
+
+    def broken(*args, **kwargs):
+        calls.append(args)
+        raise RuntimeError("something else")
+
+    calls.clear()
+    monkeypatch.setattr(notebooks.papermill, "execute_notebook", broken)
+    with pytest.raises(RuntimeError, match="something else"):
+        notebooks.execute_notebook(tmp_path / "in.ipynb", tmp_path / "out.ipynb", {})
+    assert len(calls) == 1
