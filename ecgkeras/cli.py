@@ -103,7 +103,7 @@ def _study_request(args: argparse.Namespace):
                          **({"jobs": args.jobs} if args.jobs is not None else {}),
                          allow_mixed=args.allow_mixed, execution=execution,
                          log_output=getattr(args, "verbose", False),
-                         **({"from_tuning": args.from_tuning} if args.from_tuning else {}))
+                         external=args.external, **({"from_tuning": args.from_tuning} if args.from_tuning else {}))
 
 
 def _study(args: argparse.Namespace) -> None:
@@ -290,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--sampling-rate", dest="sampling_rate", type=int, choices=(100, 500))
     study.add_argument("--epochs", type=int)
     study.add_argument("--jobs", type=int, help="runs executed in parallel (default 1; --demo: 2 on 2 or more CPUs)")
+    study.add_argument("--external", type=Path, nargs="+", default=[], metavar="DIR",
+                       help="validate every run on these labelled datasets too (Challenge format or PTB-XL), shown "
+                            "beside the test fold in the summary")
     study.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                        help="run parameter (JSON value), e.g. -p learning_rate 0.0005; see `ecgkeras parameters`")
     study.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",

@@ -21,6 +21,7 @@ from ecgkeras.runs.config import RunConfig
 from ecgkeras.runs.record import find_runs
 from ecgkeras.schema import check_parameter
 from ecgkeras.study.demo import check_publish, prepare_demo
+from ecgkeras.study.external import check_external, evaluate_externally
 from ecgkeras.study.layout import PUBLISHED_KIND, REPORT_DIR, REPORT_KIND, SUMMARY_DIR, SUMMARY_KIND
 from ecgkeras.study.notebooks import AGGREGATE_NOTEBOOK, execute_notebook, to_ipynb
 from ecgkeras.study.request import StudyRequest, require_folders
@@ -34,9 +35,10 @@ def run_study(data_dir: str | Path, study_dir: str | Path,
               architectures: Iterable[str] = PAPER_ARCHITECTURES, seeds: Iterable[int] = (0,),
               parameters: dict[str, Any] | None = None, jobs: int = 1, allow_mixed: bool = False,
               aggregate: bool = True, log_output: bool = False, execution: Execution | None = None,
-              crossed: dict[str, list[Any]] | None = None) -> StudyResult:
-    """Execute every missing run of the study (`execute_study`, same arguments), then aggregate it
-    once every run of its grid is complete or failed here (`result.summary_dir`)."""
+              crossed: dict[str, list[Any]] | None = None, external: Iterable[Path] = ()) -> StudyResult:
+    """Execute every missing run of the study (`execute_study`, same arguments), validate the complete ones
+    on each `external` dataset, then aggregate it once every run of its grid is complete or failed here
+    (`result.summary_dir`)."""
     study_dir = Path(study_dir).resolve()
     sharded = bool(execution and execution.shard)
     if aggregate and not sharded:  # before training: aggregation replaces these folders at the end
@@ -44,6 +46,8 @@ def run_study(data_dir: str | Path, study_dir: str | Path,
         check_replaceable(study_dir / REPORT_DIR, REPORT_KIND)
     result = execute_study(data_dir, study_dir, architectures, seeds, parameters, jobs, allow_mixed, log_output,
                            execution, crossed)
+    if external and not sharded:
+        evaluate_externally(study_dir, external)
     if aggregate and result.ready_to_aggregate:
         result.summary_dir = aggregate_study(study_dir, bootstrap_resamples=result.bootstrap_resamples,
                                              log_output=log_output)
@@ -53,6 +57,7 @@ def run_study(data_dir: str | Path, study_dir: str | Path,
 def run_request(request: StudyRequest) -> StudyResult:
     """What `ecgkeras study` does: the demo's data made when asked (after every check), the study run and
     aggregated (`run_study`), and its summary published with --publish once every run is complete."""
+    check_external(request.external)
     if request.from_tuning:
         return run_tuned_study(request)
     if request.demo:
@@ -62,7 +67,7 @@ def run_request(request: StudyRequest) -> StudyResult:
     require_folders(request)
     result = run_study(request.data_dir, request.study_dir, request.architectures, request.seeds,
                        request.parameters, request.jobs, request.allow_mixed, log_output=request.log_output,
-                       execution=request.execution, crossed=request.grid)
+                       execution=request.execution, crossed=request.grid, external=request.external)
     if request.publish and result.summary_dir and not result.failed:
         result.published = publish_summary(result.summary_dir, request.publish)
     return result

@@ -37,7 +37,8 @@ SUMMARY_TABLES = {"results_tuned": "Test-fold results, validation-tuned threshol
                   "results_fixed": "Test-fold results, fixed threshold 0.5",
                   "paired_comparison": "Paired comparison against the best architecture (all seeds, Holm)",
                   "per_class_recall": "Per-class recall (test fold, tuned thresholds)",
-                  "tuning": "Tuning: each architecture's recipe and chosen parameters"}
+                  "tuning": "Tuning: each architecture's recipe and chosen parameters",
+                  "external": "External validation beside the test fold (shared classes, tuned thresholds)"}
 # nbconvert's lab template without the two scripts it loads from a CDN (require.js, MathJax): the
 # pages then need no network; the notebooks hold no widgets or LaTeX that would need them.
 OFFLINE_NOTEBOOK_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}

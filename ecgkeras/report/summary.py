@@ -15,9 +15,9 @@ from ecgkeras.files import atomic_write_text
 from ecgkeras.report.figures import (plot_complexity, plot_learning_curves, plot_paired_comparison, plot_recall_bars,
                                      plot_recall_heatmap, plot_reliability, save_figure)
 from ecgkeras.report.formatting import format_table, save_table
-from ecgkeras.report.tables import (PAIRED_COLUMNS, crossed_parameters, ordered_runs, paired_comparisons,
-                                    per_class_recall, reference_table, run_labels, runs_frame, shown_path,
-                                    summary_table, unconverged_runs)
+from ecgkeras.report.tables import (PAIRED_COLUMNS, crossed_parameters, external_table, ordered_runs,
+                                    paired_comparisons, per_class_recall, reference_table, run_labels, runs_frame,
+                                    shown_path, summary_table, unconverged_runs)
 from ecgkeras.report.verdict import verdict_lines
 from ecgkeras.runs.config import POLICIES, TUNED
 from ecgkeras.runs.record import RunRecord, find_runs
@@ -150,6 +150,9 @@ def write_summary(study_dir: str | Path, out_dir: str | Path | None = None, boot
         table(summary, f"results_{policy}", f"test metrics per architecture, {policy} thresholds")
     recall = per_class_recall(runs)
     table(recall, "per_class_recall", "test recall per class and architecture (tuned thresholds), class support")
+    if not (external := external_table(runs)).empty:
+        table(external, "external", "external validation (`ecgkeras evaluate`, `study --external`) beside the "
+              "test fold, over the classes both share, validation-tuned thresholds, seed means")
     comparison = (paired_comparisons(runs, bootstrap_resamples=bootstrap_resamples) if bootstrap_resamples > 0
                   else pd.DataFrame(columns=list(PAIRED_COLUMNS)))
     table(comparison, "paired_comparison", "differences to the best architecture per metric, all seeds, "

@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from ecgkeras.errors import EcgkerasError
-from ecgkeras.evaluation import (HEADLINE_METRICS, LOWER_IS_BETTER, TABLE_METRICS, VERDICT_METRICS, holm,
-                                 resampled_run_metrics, seed_aware_difference)
+from ecgkeras.evaluation import (HEADLINE_METRICS, LOWER_IS_BETTER, TABLE_METRICS, VERDICT_METRICS, all_metrics,
+                                 holm, resampled_run_metrics, seed_aware_difference)
 from ecgkeras.models import ARCHITECTURES
 from ecgkeras.runs.config import POLICIES, TUNED
 from ecgkeras.runs.record import RunRecord
@@ -222,6 +222,32 @@ def paired_comparisons(runs: Sequence[RunRecord], reference: str | None = None,
             row.update(p_holm=float(adjusted), significant=bool(adjusted < 1 - level))
         rows += part
     return pd.DataFrame(rows, columns=list(PAIRED_COLUMNS))
+
+
+EXTERNAL_METRICS = ("macro_auroc", "macro_auprc", "micro_f1", "hamming_loss")
+
+
+def external_table(runs: Sequence[RunRecord]) -> pd.DataFrame:
+    """Per architecture and external dataset (`ecgkeras evaluate`, or `study --external`): the test fold and
+    the external records scored over the classes both share at the run's validation-tuned thresholds, side
+    by side (seed means); empty when no run was evaluated on another dataset."""
+    rows = []
+    for run in ordered_runs(runs):
+        for dataset, evaluation in run.external_evaluations().items():
+            shared = [run.classes.index(name) for name in evaluation["classes"]]
+            internal = all_metrics(run.predictions["test_true"][:, shared], run.predictions["test_prob"][:, shared],
+                                   run.thresholds(TUNED)[shared])
+            rows.append({"architecture": run.architecture, "display_name": run.display_name, "dataset": dataset,
+                         "records": evaluation["n_records"], "shared classes": len(shared), "seed": run.seed,
+                         **{f"{metric} test fold": internal[metric] for metric in EXTERNAL_METRICS},
+                         **{f"{metric} external": evaluation["metrics"][TUNED][metric] for metric in EXTERNAL_METRICS}})
+    if not rows:
+        return pd.DataFrame()
+    frame = pd.DataFrame(rows)
+    keys = ["architecture", "display_name", "dataset", "records", "shared classes"]
+    table = frame.groupby(keys, sort=False).mean(numeric_only=True).drop(columns="seed")
+    table.insert(0, "seeds", frame.groupby(keys, sort=False)["seed"].count())
+    return table.reset_index(level=[1, 2, 3, 4])
 
 
 def unconverged_runs(runs: Sequence[RunRecord]) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from ecgkeras.evaluation import all_metrics, bootstrap_intervals, per_class_tabl
 from ecgkeras.models import build_model
 from ecgkeras.runs.config import FIXED, TUNED, RunConfig
 from ecgkeras.runs.prepare import load_dataset, prepare_splits
+from ecgkeras.runs.provenance import process_age_seconds
 from ecgkeras.runs.record import Evaluation, RunRecord, staged_run_dir, write_record
 from ecgkeras.training import precision_policy, predict_probabilities, set_seed, train_model
 
@@ -49,10 +50,12 @@ def evaluate_run(config: RunConfig, model, val: Part, test: Part, standardizer: 
     per_class = {split: {policy: per_class_table(y_true, y_prob, values, classes).reset_index().to_dict("records")
                          for policy, values in thresholds.items()}
                  for split, (y_true, y_prob) in scored.items()}
+    started = time.perf_counter()
     intervals = bootstrap_intervals(test.Y, test_prob, thresholds, config.bootstrap_resamples, seed=config.seed)
     for policy in thresholds:
         metrics["test"][policy]["ci95"] = intervals.get(policy, {})
-    return Evaluation(val_prob, test_prob, thresholds, inference_ms_per_ecg, metrics, per_class)
+    return Evaluation(val_prob, test_prob, thresholds, inference_ms_per_ecg, metrics, per_class,
+                      time.perf_counter() - started)
 
 
 def run_experiment(config: RunConfig, run_dir: str | Path, dataset: PTBXL | None = None,
@@ -64,12 +67,17 @@ def run_experiment(config: RunConfig, run_dir: str | Path, dataset: PTBXL | None
     fold only. Pass `dataset` to reuse a loaded PTB-XL, `callbacks` to add Keras callbacks to training
     (e.g. the tuning's pruning).
     """
+    stages = {"process_seconds": process_age_seconds()}
+    clock = time.perf_counter()
     data = dataset or load_dataset(config, progress)
     train, val, test, standardizer = prepare_splits(config, data)
+    stages["data_seconds"], clock = time.perf_counter() - clock, time.perf_counter()
     started = datetime.now(timezone.utc)
     with staged_run_dir(run_dir) as staging:
         model, history = train_run(config, data, train, val, standardizer, staging, callbacks)
+        stages["fit_seconds"], clock = time.perf_counter() - clock, time.perf_counter()
         evaluation = evaluate_run(config, model, val, test, standardizer, data.classes)
+        stages["evaluation_seconds"] = time.perf_counter() - clock
         write_record(staging, config, data, {"train": train, "val": val, "test": test}, model, history,
-                     evaluation, standardizer, started)
+                     evaluation, standardizer, started, stages)
     return RunRecord.load(run_dir)

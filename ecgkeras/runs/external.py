@@ -15,7 +15,7 @@ from ecgkeras.errors import EcgkerasError
 from ecgkeras.evaluation import all_metrics, bootstrap_intervals, per_class_table
 from ecgkeras.runs.config import POLICIES
 from ecgkeras.runs.inference import model_window, windows_note
-from ecgkeras.runs.record import RunRecord
+from ecgkeras.runs.record import EXTERNAL_DIR, RunRecord
 from ecgkeras.training import predict_probabilities
 
 ALL_FOLDS = tuple(range(1, 11))  # an external dataset is scored whole
@@ -90,7 +90,7 @@ def per_class_frame(evaluation: dict[str, Any], policy: str) -> pd.DataFrame:
 
 def external_path(run_dir: str | Path, data_dir: str | Path) -> Path:
     """Where `ecgkeras evaluate` writes its result by default: RUN_DIR/external/<data folder name>.json."""
-    return Path(run_dir) / "external" / f"{Path(data_dir).resolve().name}.json"
+    return Path(run_dir) / EXTERNAL_DIR / f"{Path(data_dir).resolve().name}.json"
 
 
 def write_external(evaluation: dict[str, Any], out: str | Path) -> Path:

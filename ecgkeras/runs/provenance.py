@@ -47,6 +47,16 @@ def data_provenance(data_dir: str | Path) -> dict[str, Any]:
             "database_sha256": digest.hexdigest()}
 
 
+def process_age_seconds() -> float | None:
+    """Seconds since this process started (in a run's kernel: its start and imports), None off Linux."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+
+
 EXECUTOR_VARIABLE = "ECGKERAS_EXECUTOR"  # set by the study runner in each run's kernel environment
 
 

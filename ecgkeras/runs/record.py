@@ -40,6 +40,7 @@ from ecgkeras.runs.provenance import data_provenance, execution_context, library
 from ecgkeras.training import HISTORY_FILE, MODEL_FILE, convergence, cpu_features, cpu_model
 
 RECORD_FILE = "metrics.json"
+EXTERNAL_DIR = "external"  # <run>/external/<dataset>.json: `ecgkeras evaluate` of the run on another dataset
 APART_MARKER = ".runs-apart"  # a folder holding it keeps its runs out of `find_runs` of the folders above it
 PREDICTIONS_FILE = "predictions.npz"
 RUN_FILES = (RECORD_FILE, PREDICTIONS_FILE, HISTORY_FILE, MODEL_FILE)
@@ -166,7 +167,11 @@ class RunRecord:
 
     @property
     def timings(self) -> dict[str, float]:
-        """seconds_per_epoch, first_epoch_seconds, training_seconds, inference_ms_per_ecg (the epochs: `convergence`)."""
+        """seconds_per_epoch, first_epoch_seconds (its excess over an epoch is tracing), training_seconds,
+        inference_ms_per_ecg, bootstrap_seconds and, since this release, the fixed costs: process_seconds
+        (kernel start and imports before the run began), data_seconds (opening and checking the data),
+        fit_seconds (building and fitting the model), evaluation_seconds (predictions, thresholds, metrics,
+        bootstrap). The epochs are in `convergence`."""
         return {name: value for name, value in self.record["timings"].items() if name not in EPOCH_FIELDS}
 
     @property
@@ -233,6 +238,17 @@ class RunRecord:
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # numpy: "damaged"
             raise EcgkerasError(f"cannot read {path} ({type(exc).__name__}): the file is damaged; "
                                 "rerun this run") from None
+
+    def external_evaluations(self) -> dict[str, dict[str, Any]]:
+        """Dataset folder name -> the run's external validation on it (`ecgkeras.runs.external`), if any."""
+        found = {}
+        for path in sorted((self.run_dir / EXTERNAL_DIR).glob("*.json")):
+            try:
+                found[path.stem] = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                raise EcgkerasError(f"cannot read {path} ({type(exc).__name__}): delete it and rerun "
+                                    "`ecgkeras evaluate`") from None
+        return found
 
     @cached_property
     def history(self) -> pd.DataFrame:
@@ -384,12 +400,14 @@ class Evaluation:
     inference_ms_per_ecg: float
     metrics: dict[str, dict[str, dict[str, Any]]]
     per_class: dict[str, dict[str, list[dict]]]
+    bootstrap_seconds: float = 0.0
 
 
 def write_record(out_dir: Path, config: RunConfig, data: PTBXL, splits: dict[str, Part], model,
                  history: pd.DataFrame, evaluation: Evaluation, standardizer: Standardizer,
-                 started: datetime) -> None:
-    """Write the predictions, then the record (last: its presence marks a complete run)."""
+                 started: datetime, stages: dict[str, float | None] | None = None) -> None:
+    """Write the predictions, then the record (last: its presence marks a complete run); `stages` are the
+    run's fixed costs in seconds (`ecgkeras.runs.experiment.run_experiment`), kept under timings."""
     val, test = splits["val"], splits["test"]
 
     def save_predictions(handle) -> None:
@@ -421,7 +439,8 @@ def write_record(out_dir: Path, config: RunConfig, data: PTBXL, splits: dict[str
                                                          else epoch_seconds)),
                     "first_epoch_seconds": float(epoch_seconds[0]),
                     "training_seconds": float(epoch_seconds.sum()),
-                    "inference_ms_per_ecg": evaluation.inference_ms_per_ecg},
+                    "inference_ms_per_ecg": evaluation.inference_ms_per_ecg,
+                    "bootstrap_seconds": evaluation.bootstrap_seconds, **(stages or {})},
         "convergence": convergence(history, config.training),
         "standardizer": standardizer.to_dict(),
         "thresholds": {policy: values.tolist() for policy, values in evaluation.thresholds.items()},

@@ -36,6 +36,7 @@ class StudyRequest:
     publish: Path | None = None
     log_output: bool = False  # stream the notebooks' output (--verbose)
     from_tuning: Path | None = None  # train each architecture's best configuration of this tuning
+    external: list[Path] = field(default_factory=list)  # --external: datasets every run is validated on
 
 
 def _paper_architectures() -> tuple[str, ...]:

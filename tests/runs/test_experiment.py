@@ -111,3 +111,12 @@ def test_a_failed_rerun_keeps_the_completed_run(complete_run, synthetic_ptbxl, t
     rerun = run_experiment(config, run_dir, progress=False)  # a successful rerun replaces the record
     assert (run_dir / RECORD_FILE).read_bytes() != record and rerun.metrics() == complete_run.metrics()
     assert (run_dir / "notes.txt").read_text() == "my notes\n"
+
+
+@pytest.mark.slow
+def test_a_record_times_the_runs_fixed_costs(tiny_run):
+    timings = tiny_run.timings
+    for stage in ("process_seconds", "data_seconds", "fit_seconds", "evaluation_seconds", "bootstrap_seconds"):
+        assert timings[stage] >= 0, stage
+    assert timings["fit_seconds"] >= timings["training_seconds"]  # building and tracing come on top of the epochs
+    assert timings["evaluation_seconds"] >= timings["bootstrap_seconds"]
