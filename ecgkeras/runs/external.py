@@ -4,17 +4,20 @@ classes both share, at the thresholds the run tuned on its own validation fold (
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ecgkeras.data.ptbxl import DATABASE_CSV, PTBXL, load_ptbxl
+from ecgkeras.data.ptbxl import PTBXL
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.evaluation import all_metrics, bootstrap_intervals, per_class_table
+from ecgkeras.files import atomic_write_text
 from ecgkeras.runs.config import POLICIES
 from ecgkeras.runs.inference import model_window, windows_note
+from ecgkeras.runs.prepare import load_records
 from ecgkeras.runs.record import EXTERNAL_DIR, RunRecord
 from ecgkeras.training import predict_probabilities
 
@@ -24,14 +27,8 @@ ALL_FOLDS = tuple(range(1, 11))  # an external dataset is scored whole
 def load_external(run: RunRecord, data_dir: str | Path, cache_dir: str | Path | None = None,
                   progress: bool = True) -> PTBXL:
     """Every record of `data_dir` at the run's rate and label level (Challenge format, or PTB-XL's layout)."""
-    from ecgkeras.data.challenge import is_challenge_dir, load_challenge
-
-    config = run.config
-    if not (Path(data_dir) / DATABASE_CSV).is_file() and is_challenge_dir(data_dir):
-        return load_challenge(data_dir, config.sampling_rate, config.label_level, ALL_FOLDS, (), (),
-                              cache_dir=cache_dir, progress=progress)
-    return load_ptbxl(data_dir, config.sampling_rate, config.label_level, ALL_FOLDS, (), (), cache_dir=cache_dir,
-                      progress=progress)
+    return load_records(data_dir, run.config.sampling_rate, run.config.label_level, (ALL_FOLDS, (), ()), cache_dir,
+                        progress)
 
 
 def input_conversions(run: RunRecord, data: PTBXL) -> dict[str, Any]:
@@ -95,10 +92,6 @@ def external_path(run_dir: str | Path, data_dir: str | Path) -> Path:
 
 def write_external(evaluation: dict[str, Any], out: str | Path) -> Path:
     """Write the evaluation as JSON (atomically)."""
-    import json
-
-    from ecgkeras.files import atomic_write_text
-
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(evaluation, indent=2))

@@ -6,7 +6,6 @@ staging and record), whose record names its parent (`parent`)."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,11 +16,10 @@ import pandas as pd
 
 from ecgkeras.data.ptbxl import PTBXL
 from ecgkeras.errors import EcgkerasError
-from ecgkeras.files import atomic_write_text
 from ecgkeras.runs.config import RunConfig
 from ecgkeras.runs.experiment import evaluate_run
 from ecgkeras.runs.prepare import checked_parts, load_dataset
-from ecgkeras.runs.record import RECORD_FILE, RunRecord, staged_run_dir, write_record
+from ecgkeras.runs.record import RunRecord, staged_run_dir, write_record
 from ecgkeras.training import HISTORY_FILE, set_seed, train_model
 
 FRONT_END = ("stem_pool", "conv", "bn", "relu", "pool")  # layer-name prefixes of models.conv_front_end
@@ -102,11 +100,8 @@ def finetune_experiment(parent_dir: str | Path, data_dir: str | Path, run_dir: s
         history["epoch"] = np.arange(1, len(history) + 1)
         history.to_csv(staging / HISTORY_FILE, index=False)
         evaluation = evaluate_run(config, model, parts["val"], parts["test"], standardizer, data.classes)
-        write_record(staging, config, data, parts, model, history, evaluation, standardizer, started)
-        record = json.loads((staging / RECORD_FILE).read_text())
-        record["parent"] = {"run_dir": str(parent.run_dir.resolve()), "architecture": parent.architecture,
-                            "seed": parent.seed, "data_dir": parent.provenance["data_dir"],
-                            "classes": parent.classes, "new_head": new_head, "freeze_epochs": freeze_epochs,
-                            "standardizer": "the parent's"}
-        atomic_write_text(staging / RECORD_FILE, json.dumps(record, indent=2))
+        write_record(staging, config, data, parts, model, history, evaluation, standardizer, started, parent={
+            "run_dir": str(parent.run_dir.resolve()), "architecture": parent.architecture, "seed": parent.seed,
+            "data_dir": parent.provenance["data_dir"], "classes": parent.classes, "new_head": new_head,
+            "freeze_epochs": freeze_epochs, "standardizer": "the parent's"})
     return RunRecord.load(run_dir)

@@ -11,16 +11,21 @@ from ecgkeras.models import check_model
 from ecgkeras.runs.config import RunConfig
 
 
-def load_dataset(config: RunConfig, progress: bool = True) -> PTBXL:
-    """The run's data, loaded (and checked) before anything is written: PTB-XL, or a folder of
-    Challenge-format records (`ecgkeras.data.challenge`)."""
+def load_records(data_dir: str | Path, sampling_rate: int, label_level: str, folds: tuple[tuple[int, ...], ...],
+                 cache_dir: str | Path | None = None, progress: bool = True) -> PTBXL:
+    """PTB-XL, or a folder of Challenge-format records (`ecgkeras.data.challenge`), whichever `data_dir` holds;
+    `folds` are the train, validation and test folds."""
     from ecgkeras.data.challenge import is_challenge_dir, load_challenge
 
-    if not (Path(config.data_dir) / DATABASE_CSV).is_file() and is_challenge_dir(config.data_dir):
-        return load_challenge(config.data_dir, config.sampling_rate, config.label_level, config.train_folds,
-                              config.val_folds, config.test_folds, cache_dir=config.cache_dir, progress=progress)
-    return load_ptbxl(config.data_dir, config.sampling_rate, config.label_level, config.train_folds,
-                      config.val_folds, config.test_folds, cache_dir=config.cache_dir, progress=progress)
+    challenge = not (Path(data_dir) / DATABASE_CSV).is_file() and is_challenge_dir(data_dir)
+    load = load_challenge if challenge else load_ptbxl
+    return load(data_dir, sampling_rate, label_level, *folds, cache_dir=cache_dir, progress=progress)
+
+
+def load_dataset(config: RunConfig, progress: bool = True) -> PTBXL:
+    """The run's data, loaded (and checked) before anything is written."""
+    return load_records(config.data_dir, config.sampling_rate, config.label_level,
+                        (config.train_folds, config.val_folds, config.test_folds), config.cache_dir, progress)
 
 
 def checked_parts(config: RunConfig, data: PTBXL) -> dict[str, Part]:

@@ -405,9 +405,11 @@ class Evaluation:
 
 def write_record(out_dir: Path, config: RunConfig, data: PTBXL, splits: dict[str, Part], model,
                  history: pd.DataFrame, evaluation: Evaluation, standardizer: Standardizer,
-                 started: datetime, stages: dict[str, float | None] | None = None) -> None:
+                 started: datetime, stages: dict[str, float | None] | None = None,
+                 parent: dict[str, Any] | None = None) -> None:
     """Write the predictions, then the record (last: its presence marks a complete run); `stages` are the
-    run's fixed costs in seconds (`ecgkeras.runs.experiment.run_experiment`), kept under timings."""
+    run's fixed costs in seconds (`ecgkeras.runs.experiment.run_experiment`), kept under timings; `parent`
+    names the run a fine-tuned run started from (`RunRecord.parent`)."""
     val, test = splits["val"], splits["test"]
 
     def save_predictions(handle) -> None:
@@ -446,6 +448,7 @@ def write_record(out_dir: Path, config: RunConfig, data: PTBXL, splits: dict[str
         "thresholds": {policy: values.tolist() for policy, values in evaluation.thresholds.items()},
         "metrics": evaluation.metrics,
         "per_class": evaluation.per_class,
+        **({"parent": parent} if parent else {}),
     }
     atomic_write_text(out_dir / RECORD_FILE, json.dumps(record, indent=2))
 
