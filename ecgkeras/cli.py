@@ -207,10 +207,12 @@ def _explain(args: argparse.Namespace) -> None:
 
 def _evaluate(args: argparse.Namespace) -> None:
     from ecgkeras.data.records import describe_conversions
-    from ecgkeras.runs.external import evaluate_external, external_path, per_class_frame, write_external
+    from ecgkeras.runs.external import (check_external_out, evaluate_external, external_path, per_class_frame,
+                                        write_external)
 
+    check_external_out(out := args.out or external_path(args.run, args.data_dir))
     evaluation = evaluate_external(args.run, args.data_dir)
-    path = write_external(evaluation, args.out or external_path(args.run, args.data_dir))
+    path = write_external(evaluation, out)
     metrics = evaluation["metrics"]["tuned"]
     print(f"{args.data_dir}: {evaluation['n_records']} records, {len(evaluation['classes'])} shared classes "
           f"(thresholds tuned on the run's validation fold); input: {describe_conversions(evaluation['conversions'])}")

@@ -90,9 +90,16 @@ def external_path(run_dir: str | Path, data_dir: str | Path) -> Path:
     return Path(run_dir) / EXTERNAL_DIR / f"{Path(data_dir).resolve().name}.json"
 
 
+def check_external_out(out: str | Path) -> None:
+    """Before evaluating: the evaluation goes to a .json file, never onto a folder or another kind of file."""
+    if Path(out).is_dir() or Path(out).suffix != ".json":
+        raise EcgkerasError(f"--out {out}: give a .json file (not a folder) to write the evaluation to")
+
+
 def write_external(evaluation: dict[str, Any], out: str | Path) -> Path:
     """Write the evaluation as JSON (atomically)."""
     out = Path(out)
+    check_external_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(evaluation, indent=2))
     return out

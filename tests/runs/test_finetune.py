@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import refused
+from helpers import listing, refused
 
 from ecgkeras.runs import RunConfig, run_experiment
 from ecgkeras.study.finetune import finetune
@@ -31,3 +31,25 @@ def test_bad_finetune_options_are_refused_before_training(real_run, challenge_su
     refused(["finetune", "--run", real_run.run_dir, "--data-dir", challenge_subset, "--out", tmp_path / "new", *args],
             capsys, needle)
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("where", ["users_folder", "study", "inside_run"])
+def test_finetune_out_onto_a_users_folder_a_study_or_into_a_run_is_refused_before_training(
+        where, tiny_study, tmp_path, capsys):
+    parent = tiny_study / "cnn" / "seed-0"
+    if where == "users_folder":
+        out = tmp_path / "mine"
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+        fragment = "holds files that are not a run"
+    else:
+        out = tiny_study if where == "study" else parent / "sub"
+        fragment = "study folder" if where == "study" else "inside the run folder"
+    before = listing(tiny_study), listing(tmp_path)
+    refused(["finetune", "--run", parent, "--data-dir", tmp_path, "--out", out, "--epochs", "1"], capsys, fragment)
+    assert (listing(tiny_study), listing(tmp_path)) == before
+
+
+def test_evaluate_out_must_be_a_json_file_and_is_checked_before_evaluating(tiny_run, tmp_path, capsys):
+    refused(["evaluate", "--run", tiny_run.run_dir, "--data-dir", tmp_path, "--out", tmp_path], capsys,
+            f"--out {tmp_path}", ".json file")
