@@ -82,20 +82,26 @@ def _notebooks(args: argparse.Namespace) -> None:
         print(path)
 
 
-def _study_request(args: argparse.Namespace):
-    from ecgkeras.models import PAPER_ARCHITECTURES
+def _execution(args: argparse.Namespace):
+    """Where `study` or `tune` executes (the arguments of `_add_execution_arguments`)."""
     from ecgkeras.study.devices import parse_gpus
     from ecgkeras.study.layout import parse_shard
-    from ecgkeras.study.demo import demo_request
-    from ecgkeras.study.request import parse_grid, parse_parameters, study_request
     from ecgkeras.study.runner import Execution
     from ecgkeras.study.slurm import SlurmOptions, parse_sbatch
 
     slurm = SlurmOptions(partition=args.partition, account=args.account, time_min=args.time, mem_gb=args.mem_gb,
                          cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run, retries=args.retries,
                          extra=parse_sbatch(args.sbatch))
-    execution = Execution(executor=args.executor, gpus=parse_gpus(args.gpus), runs_per_gpu=args.runs_per_gpu,
-                          shard=parse_shard(args.shard) if args.shard else None, slurm=slurm, wait=not args.no_wait)
+    return Execution(executor=args.executor, gpus=parse_gpus(args.gpus), runs_per_gpu=args.runs_per_gpu,
+                     shard=parse_shard(args.shard) if args.shard else None, slurm=slurm, wait=not args.no_wait)
+
+
+def _study_request(args: argparse.Namespace):
+    from ecgkeras.models import PAPER_ARCHITECTURES
+    from ecgkeras.study.demo import demo_request
+    from ecgkeras.study.request import parse_grid, parse_parameters, study_request
+
+    execution = _execution(args)
     parameters = parse_parameters(args.param, {"sampling_rate": args.sampling_rate, "epochs": args.epochs})
     return (demo_request if args.demo else study_request)(args.data_dir, args.out, publish=args.publish,
                          architectures=args.architectures or ([] if args.from_tuning else list(PAPER_ARCHITECTURES)),
@@ -142,17 +148,20 @@ def _study(args: argparse.Namespace) -> None:
 
 def _tune(args: argparse.Namespace) -> None:
     from ecgkeras.models import PAPER_ARCHITECTURES
-    from ecgkeras.study.devices import parse_gpus
     from ecgkeras.study.request import parse_parameters
     from ecgkeras.tuning.layout import tuning_dir
     from ecgkeras.tuning.tune import tune
 
     summary = tune(args.data_dir, args.out, args.architectures or list(PAPER_ARCHITECTURES), args.trials,
                    parse_parameters(args.param, {"epochs": args.epochs}), args.space, args.storage, args.sampler_seed,
-                   args.pruner, args.jobs, parse_gpus(args.gpus))
-    budget = summary["budget"]
+                   args.pruner, args.jobs, _execution(args))
+    budget, slurm = summary["budget"], summary["slurm"]
     print(f"tuning {tuning_dir(args.out.resolve())}: {budget['trials']} trials per architecture, sampler seed "
-          f"{budget['sampler_seed']}, pruner {budget['pruner']}, {summary['command_seconds']:.0f} s")
+          f"{budget['sampler_seed']}, pruner {budget['pruner']}, {summary['command_seconds']:.0f} s"
+          + (f" (shard {args.shard})" if args.shard else ""))
+    if slurm:
+        print(f"SLURM job array {slurm['job']} ({'submitted' if slurm['submitted'] else 'submitted earlier'})"
+              + ("" if slurm["waited"] else ": rerun this command once it finishes for the summary"))
     for architecture, result in summary["architectures"].items():
         counts, best = result["trials"], result["best"]
         print(f"  {architecture}: {counts['complete']} complete, {counts['pruned']} pruned, {counts['failed']} failed; "
@@ -160,7 +169,10 @@ def _tune(args: argparse.Namespace) -> None:
               f"{result['trial_seconds']:.0f} s of trials; "
               + (f"best trial {best['trial']}: validation macro-AUPRC {best['validation_macro_auprc']:.4f} "
                  f"{best['params']}" if best else "no complete trial"))
-    print(f"next: ecgkeras study --from-tuning {args.out} --seeds 0 1 2")
+    if all(result["finished"] for result in summary["architectures"].values()):
+        print(f"next: ecgkeras study --from-tuning {args.out} --seeds 0 1 2")
+    else:
+        print("the budget is not spent yet: rerun this command (or the other shards) to finish it")
 
 
 def _status(args: argparse.Namespace) -> None:
@@ -244,6 +256,31 @@ def _report(args: argparse.Namespace) -> None:
     print(f"report: open {index} in a browser")
 
 
+def _add_execution_arguments(command: argparse.ArgumentParser, unit: str, shard_help: str) -> None:
+    """Where a command's runs (`unit` "run") or tuning workers ("worker") execute: local devices, a shard,
+    or a SLURM job array; read back by `_execution`."""
+    placement = command.add_argument_group(f"where {unit}s execute")
+    placement.add_argument("--executor", choices=("local", "slurm"), default="local",
+                           help=f"local: --jobs {unit}s at a time on this machine; slurm: one job array")
+    placement.add_argument("--gpus", metavar="0,1|none|auto", default=None,
+                           help=f"local GPUs to use, one {unit} per GPU at a time (default: auto-detect)")
+    placement.add_argument("--runs-per-gpu", dest="runs_per_gpu", type=int, default=1, metavar="N",
+                           help=f"concurrent {unit}s sharing one GPU" + (" (a worker trains one trial, a run, at a time)"
+                                                                  if unit == "worker" else ""))
+    placement.add_argument("--shard", metavar="I/N", help=shard_help)
+    slurm = command.add_argument_group("SLURM (--executor slurm)")
+    slurm.add_argument("--no-wait", action="store_true", help="return after submitting the job array")
+    slurm.add_argument("--partition")
+    slurm.add_argument("--account")
+    slurm.add_argument("--time", type=int, default=240, metavar="MINUTES", help=f"time limit per {unit}")
+    slurm.add_argument("--mem-gb", type=float, help=f"memory per {unit}")
+    slurm.add_argument("--cpus-per-run", dest="cpus_per_run", type=int, default=2, metavar="N")
+    slurm.add_argument("--gpus-per-run", dest="gpus_per_run", type=int, default=0, metavar="N")
+    slurm.add_argument("--retries", type=int, default=2, help="requeues after preemption or time limit")
+    slurm.add_argument("--sbatch", action="append", default=[], metavar="NAME=VALUE",
+                       help="any other sbatch option, e.g. --sbatch qos=high --sbatch constraint=a100")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `ecgkeras` argument parser."""
     from ecgkeras.study.demo import DEMO_DATA, DEMO_RECORDS, DEMO_STUDY
@@ -303,26 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--allow-mixed", action="store_true", help="add runs of a different configuration")
     study.add_argument("--from-tuning", type=Path, metavar="STUDY_DIR", help="train each architecture's best "
                        "configuration of `ecgkeras tune --out STUDY_DIR` (default --out and --data-dir: the tuning's)")
-    placement = study.add_argument_group("where runs execute")
-    placement.add_argument("--executor", choices=("local", "slurm"), default="local",
-                           help="local: --jobs runs at a time on this machine; slurm: one job array")
-    placement.add_argument("--gpus", metavar="0,1|none|auto", default=None,
-                           help="local GPUs to use, one run per GPU at a time (default: auto-detect)")
-    placement.add_argument("--runs-per-gpu", type=int, default=1, help="concurrent runs sharing one GPU")
-    placement.add_argument("--list-runs", action="store_true", help="print the grid's run ids and exit")
-    placement.add_argument("--shard", metavar="I/N", help="execute only every N-th run of the grid, from the I-th "
-                           "(no aggregation: `ecgkeras aggregate` once all shards are done)")
-    slurm = study.add_argument_group("SLURM (--executor slurm)")
-    slurm.add_argument("--no-wait", action="store_true", help="return after submitting the job array")
-    slurm.add_argument("--partition")
-    slurm.add_argument("--account")
-    slurm.add_argument("--time", type=int, default=240, metavar="MINUTES", help="time limit per run")
-    slurm.add_argument("--mem-gb", type=float, help="memory per run")
-    slurm.add_argument("--cpus-per-run", type=int, default=2)
-    slurm.add_argument("--gpus-per-run", type=int, default=0)
-    slurm.add_argument("--retries", type=int, default=2, help="requeues after preemption or time limit")
-    slurm.add_argument("--sbatch", action="append", default=[], metavar="NAME=VALUE",
-                       help="any other sbatch option, e.g. --sbatch qos=high --sbatch constraint=a100")
+    study.add_argument("--list-runs", action="store_true", help="print the grid's run ids and exit")
+    _add_execution_arguments(study, "run", "execute only every N-th run of the grid, from the I-th (no aggregation: "
+                                           "`ecgkeras aggregate` once all shards are done)")
     study.set_defaults(handler=_study)
 
     tune = commands.add_parser("tune", help="tune every architecture with the same Optuna budget (validation fold)")
@@ -337,11 +357,13 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--sampler-seed", type=int, default=0, help="seed of the TPE sampler, shared by every "
                       "architecture")
     tune.add_argument("--pruner", default="median", help="median (default), hyperband or none")
-    tune.add_argument("--jobs", type=int, default=1, help="worker processes sharing the storage")
-    tune.add_argument("--gpus", metavar="0,1|none|auto", default=None, help="GPUs of the workers (default: detect)")
+    tune.add_argument("--jobs", type=int, default=1, help="workers sharing the storage (local processes or SLURM "
+                      "array tasks)")
     tune.add_argument("--epochs", type=int)
     tune.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                       help="fixed run parameter for every trial (taken out of the search space)")
+    _add_execution_arguments(tune, "worker", "spend only shard I's share (1/N) of every architecture's budget; "
+                                             "N shards together spend it exactly")
     tune.set_defaults(handler=_tune)
 
     status = commands.add_parser("status", help="each run of a study: complete, running, queued, failed, missing")

@@ -4,38 +4,22 @@ workers). A test that changes one of them works on a copy (the `*_copy` fixtures
 
 from __future__ import annotations
 
-import fcntl
 import os
-import pickle
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, Callable
 
 import pytest
-from helpers import CROP, SMALL_MODEL, STRIDE, TINY, TINY_ARGS, TINY_RUN, write_challenge_copy, write_run
+from helpers import CROP, SMALL_MODEL, STRIDE, TINY, TINY_ARGS, TINY_RUN, built_once, write_challenge_copy, write_run
+
+from postgres_server import postgres_server
+from slurm_cluster import slurm_cluster
 
 from ecgkeras.quiet import QUIET_ENV
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REAL_PTBXL = Path(os.environ.get("PTBXL_DIR", Path(__file__).resolve().parents[2] / "shared" / "ptbxl"))
-
-
-def built_once(tmp_path_factory, name: str, build: Callable[[Path], Any]) -> Any:
-    """`build(folder)` once per test session; pytest-xdist workers share one result (the first to ask
-    builds it under a file lock in the workers' common temporary folder, the others wait and reuse it)."""
-    if "PYTEST_XDIST_WORKER" not in os.environ:
-        return build(tmp_path_factory.mktemp(name))
-    root = tmp_path_factory.getbasetemp().parent
-    with open(root / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        result = root / f"{name}.pickle"
-        if not result.is_file():
-            shutil.rmtree(root / name, ignore_errors=True)  # what a failed attempt left
-            (root / name).mkdir()
-            result.write_bytes(pickle.dumps(build(root / name)))
-        return pickle.loads(result.read_bytes())
 
 
 def pytest_collection_modifyitems(items):
@@ -217,6 +201,28 @@ def read_only_dir(tmp_path) -> Path:
         folder.chmod(0o555)
         yield folder
         folder.chmod(0o755)
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A running single-node SLURM cluster (tests/slurm_cluster.py), one per test process; SLURM_CONF points this process and its children at it."""
+    with slurm_cluster(tmp_path_factory.mktemp("slurm")) as env:
+        previous = os.environ.get("SLURM_CONF")
+        os.environ["SLURM_CONF"] = env["SLURM_CONF"]
+        try:
+            yield env
+        finally:
+            if previous is None:
+                os.environ.pop("SLURM_CONF")
+            else:
+                os.environ["SLURM_CONF"] = previous
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The URL of a running PostgreSQL server (tests/postgres_server.py), one per test process."""
+    with postgres_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

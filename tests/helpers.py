@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pickle
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import tracemalloc
 import zipfile
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import pytest
@@ -38,6 +42,25 @@ def tiny_args(**changes) -> list[str]:
 
 
 TINY_ARGS = tiny_args()
+
+# --------------------------------------------------------------------------- fixtures built once
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], Any]) -> Any:
+    """`build(folder)` once per test session; pytest-xdist workers share one result (the first to ask
+    builds it under a file lock in the workers' common temporary folder, the others wait and reuse it)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return build(tmp_path_factory.mktemp(name))
+    root = tmp_path_factory.getbasetemp().parent
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        result = root / f"{name}.pickle"
+        if not result.is_file():
+            shutil.rmtree(root / name, ignore_errors=True)  # what a failed attempt left
+            (root / name).mkdir()
+            result.write_bytes(pickle.dumps(build(root / name)))
+        return pickle.loads(result.read_bytes())
+
 
 # --------------------------------------------------------------------------- assertions and the CLI
 

@@ -333,6 +333,12 @@ def _beside(run_dir: Path, role: str) -> Path:
     return run_dir.with_name(f".{run_dir.name}.{role}")
 
 
+def discard_staging(run_dir: Path) -> None:
+    """Remove what a process killed while training `run_dir` left in its staging folder (call it only
+    while nobody holds the run's lock); the run folder itself is left as it is."""
+    shutil.rmtree(_beside(run_dir, "staging"), ignore_errors=True)
+
+
 def _run_beside(folder: Path) -> Path:
     """The run folder whose staging or previous folder `folder` is (inverse of `_beside`)."""
     return folder.with_name(folder.name[1:].rsplit(".", 1)[0])

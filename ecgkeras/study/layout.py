@@ -89,7 +89,7 @@ def shard_runs(runs: list[Path], index: int, count: int) -> list[Path]:
     return runs[index - 1::count]
 
 
-def _read_json(path: Path, valid: Callable[[Any], bool], default: Any, regenerated_by: str) -> Any:
+def read_bookkeeping(path: Path, valid: Callable[[Any], bool], default: Any, regenerated_by: str) -> Any:
     """A study's bookkeeping file, `default` when absent, or a one-line error when damaged."""
     if not path.is_file():
         return default
@@ -105,7 +105,7 @@ def _read_json(path: Path, valid: Callable[[Any], bool], default: Any, regenerat
 
 def known_grid(study_dir: Path) -> list[str]:
     """The run ids in the study's grid file (the union of what its commands asked for)."""
-    return _read_json(study_dir / GRID_FILE, lambda ids: isinstance(ids, list) and all(
+    return read_bookkeeping(study_dir / GRID_FILE, lambda ids: isinstance(ids, list) and all(
         isinstance(rid, str) for rid in ids), [], "rerun the study command (runs already complete are kept)")
 
 

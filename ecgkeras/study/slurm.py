@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 from ecgkeras.errors import EcgkerasError
 from ecgkeras.files import atomic_write_text
 from ecgkeras.runs.config import RunConfig
-from ecgkeras.study.layout import SLURM_DIR, SLURM_JOBS_FILE, _read_json, run_id
+from ecgkeras.study.layout import SLURM_DIR, SLURM_JOBS_FILE, read_bookkeeping, run_id
 from ecgkeras.study.local import RunFailed, StudyInterrupted, execute_run
 from ecgkeras.study.locks import RunLocked
 
@@ -46,7 +46,7 @@ def parse_sbatch(options: list[str]) -> dict[str, str | None]:
     return extra
 
 
-def _submitit():
+def import_submitit():
     try:
         import submitit
     except ImportError:
@@ -57,7 +57,7 @@ def _submitit():
 
 def check_slurm():
     """submitit, once it and `sbatch` are found; a one-line error otherwise (checked before a study writes)."""
-    submitit = _submitit()
+    submitit = import_submitit()
     if shutil.which("sbatch") is None:
         raise EcgkerasError("--executor slurm: sbatch not found on PATH; run on a SLURM login node")
     return submitit
@@ -85,20 +85,16 @@ class SlurmRun:
         """Called by submitit on preemption or timeout: requeue from scratch, up to `retries` times."""
         if self.attempt >= self.retries:
             return None
-        return _submitit().helpers.DelayedSubmission(
+        return import_submitit().helpers.DelayedSubmission(
             SlurmRun(self.notebook, self.retries, self.attempt + 1), run_dir, config)
 
 
-def submit_slurm(notebook: Path, study_dir: Path, runs: dict[Path, RunConfig], options: SlurmOptions,
-                 jobs: int) -> str:
-    """Submit `runs` (run folder -> its planned configuration) as one job array (at most `jobs` at a time); returns the array's job id."""
+def slurm_executor(folder: Path, job_name: str, options: SlurmOptions, jobs: int):
+    """A submitit executor for job arrays of at most `jobs` tasks at a time, logging under `folder`/<job id>."""
     submitit = check_slurm()
-    folder = study_dir / SLURM_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    kept_notebook = folder / notebook.name  # the tasks read it after the submitter's temporary copy is gone
-    shutil.copyfile(notebook, kept_notebook)
     executor = submitit.SlurmExecutor(folder=folder / "%j", max_num_timeout=options.retries)
-    parameters: dict[str, Any] = {"job_name": f"ecgkeras-{study_dir.name}", "time": options.time_min,
+    parameters: dict[str, Any] = {"job_name": job_name, "time": options.time_min,
                                   "cpus_per_task": options.cpus_per_run, "ntasks_per_node": 1,
                                   "array_parallelism": jobs, "additional_parameters": dict(options.extra)}
     if options.partition:
@@ -110,10 +106,25 @@ def submit_slurm(notebook: Path, study_dir: Path, runs: dict[Path, RunConfig], o
     if options.gpus_per_run:
         parameters["gpus_per_task"] = options.gpus_per_run
     executor.update_parameters(**parameters)
+    return executor
+
+
+def submit_array(executor, function: Callable, *arguments: list) -> list:
+    """`executor.map_array(function, *arguments)`: one array task per element; sbatch's refusal as one line."""
     try:
-        submitted = executor.map_array(SlurmRun(kept_notebook, options.retries), list(runs), list(runs.values()))
+        return executor.map_array(function, *arguments)
     except Exception as exc:  # sbatch refused (bad partition, account, limits): say what it said
         raise EcgkerasError(f"SLURM refused the job array: {' '.join(str(exc).split())[:500]}") from None
+
+
+def submit_slurm(notebook: Path, study_dir: Path, runs: dict[Path, RunConfig], options: SlurmOptions,
+                 jobs: int) -> str:
+    """Submit `runs` (run folder -> its planned configuration) as one job array (at most `jobs` at a time); returns the array's job id."""
+    folder = study_dir / SLURM_DIR
+    executor = slurm_executor(folder, f"ecgkeras-{study_dir.name}", options, jobs)
+    kept_notebook = folder / notebook.name  # the tasks read it after the submitter's temporary copy is gone
+    shutil.copyfile(notebook, kept_notebook)
+    submitted = submit_array(executor, SlurmRun(kept_notebook, options.retries), list(runs), list(runs.values()))
     jobs_file = folder / SLURM_JOBS_FILE
     known = slurm_jobs(study_dir)
     for run_dir, job in zip(runs, submitted):
@@ -134,7 +145,7 @@ def queued_jobs(job_ids: Iterable[str]) -> dict[str, str]:
 
 def slurm_jobs(study_dir: Path) -> dict[str, dict[str, str]]:
     """Run id -> {'job_id', 'log'} of the study's SLURM submissions (latest per run)."""
-    return _read_json(study_dir / SLURM_DIR / SLURM_JOBS_FILE, lambda jobs: isinstance(jobs, dict) and all(
+    return read_bookkeeping(study_dir / SLURM_DIR / SLURM_JOBS_FILE, lambda jobs: isinstance(jobs, dict) and all(
         isinstance(job, dict) and isinstance(job.get("job_id"), str) and isinstance(job.get("log"), str)
         for job in jobs.values()), {}, "rerun the study command to resubmit the runs that are not complete")
 
@@ -147,16 +158,14 @@ def queued_runs(study_dir: Path, runs: list[Path]) -> dict[Path, str]:
             if job_id in states}
 
 
-def wait_slurm(study_dir: Path, runs: list[Path], on_done: Callable[[], None] = lambda: None,
-               poll_s: float = 2.0) -> None:
-    """Wait until none of `runs`' SLURM tasks is queued or running; Ctrl-C cancels them."""
-    jobs = slurm_jobs(study_dir)
-    ids = [jobs[run_id(study_dir, run_dir)]["job_id"] for run_dir in runs]
+def wait_jobs(job_ids: list[str], on_done: Callable[[], None] = lambda: None, poll_s: float = 2.0) -> None:
+    """Wait until none of the SLURM `job_ids` is queued or running (`on_done` once per job that left the
+    queue); Ctrl-C cancels them."""
     finished: set[str] = set()
     try:
         while True:
-            in_queue = queued_jobs(ids)
-            for job_id in ids:
+            in_queue = queued_jobs(job_ids)
+            for job_id in job_ids:
                 if job_id not in in_queue and job_id not in finished:
                     finished.add(job_id)
                     on_done()
@@ -165,5 +174,12 @@ def wait_slurm(study_dir: Path, runs: list[Path], on_done: Callable[[], None] = 
             time.sleep(poll_s)
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        subprocess.run(["scancel", *sorted({job_id.split("_")[0] for job_id in ids})], capture_output=True)
+        subprocess.run(["scancel", *sorted({job_id.split("_")[0] for job_id in job_ids})], capture_output=True)
         raise StudyInterrupted() from None
+
+
+def wait_slurm(study_dir: Path, runs: list[Path], on_done: Callable[[], None] = lambda: None,
+               poll_s: float = 2.0) -> None:
+    """Wait until none of `runs`' SLURM tasks is queued or running; Ctrl-C cancels them."""
+    jobs = slurm_jobs(study_dir)
+    wait_jobs([jobs[run_id(study_dir, run_dir)]["job_id"] for run_dir in runs], on_done, poll_s)

@@ -20,6 +20,7 @@ from ecgkeras.runs.record import APART_MARKER
 TUNING_DIR = "tuning"
 SETTINGS_FILE = "tuning.json"
 JOURNAL_FILE = "journal.log"
+DEFAULT_STORAGE = f"journal:{JOURNAL_FILE}"  # the journal file in the tuning folder
 SUMMARY_FILE = "summary.json"
 TRIAL_FILE = "trial.json"
 HISTORY_PLOT = "history.png"
@@ -49,11 +50,6 @@ def trial_folder(study_dir: Path, architecture: str, number: int) -> Path:
 def study_name(architecture: str) -> str:
     """The Optuna study of `architecture` in the storage."""
     return f"ecgkeras-{architecture}"
-
-
-def journal_url(study_dir: Path) -> str:
-    """The default storage: the journal file in the tuning folder."""
-    return f"journal:{tuning_dir(study_dir) / JOURNAL_FILE}"
 
 
 def write_trial_file(run_dir: Path, content: dict[str, Any]) -> None:

@@ -7,31 +7,14 @@ loudly if the cluster cannot start, so CI always runs these tests.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import pytest
 from helpers import completed_count, ecgkeras, finish, refused, study_args
-from slurm_cluster import slurm_cluster
 
 from ecgkeras.runs import is_complete, load_run
 from ecgkeras.study.layout import GRID_FILE, SLURM_DIR, SLURM_JOBS_FILE, grid
-
-
-@pytest.fixture(scope="module")
-def slurm(tmp_path_factory):
-    """A running single-node cluster; SLURM_CONF points this process and its children at it."""
-    with slurm_cluster(tmp_path_factory.mktemp("slurm")) as env:
-        previous = os.environ.get("SLURM_CONF")
-        os.environ["SLURM_CONF"] = env["SLURM_CONF"]
-        try:
-            yield env
-        finally:
-            if previous is None:
-                os.environ.pop("SLURM_CONF")
-            else:
-                os.environ["SLURM_CONF"] = previous
 
 
 @pytest.mark.slow
