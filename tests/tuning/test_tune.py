@@ -77,34 +77,32 @@ def test_every_architecture_spends_the_same_budget_and_pruning_happens(tuned):
 
 @pytest.mark.slow
 def test_a_rerun_continues_the_study_without_retraining(tuned_copy, synthetic_ptbxl, capsys):
-    tuned = tuned_copy
-    before = {path: path.stat().st_mtime_ns for path in tuning_dir(tuned).rglob("metrics.json")}
-    code, out, _ = run_main(tune_args(synthetic_ptbxl, tuned, "--architectures", "cnn", "cnn-gru", "--trials", "4",
+    before = {path: path.stat().st_mtime_ns for path in tuning_dir(tuned_copy).rglob("metrics.json")}
+    code, out, _ = run_main(tune_args(synthetic_ptbxl, tuned_copy, "--architectures", "cnn", "cnn-gru", "--trials", "4",
                                       "--epochs", "2"), capsys)
     assert code == 0 and "cnn-gru:" in out
-    assert {path: path.stat().st_mtime_ns for path in tuning_dir(tuned).rglob("metrics.json")} == before
-    assert len(trials_of(tuned, "cnn")) == 4
-    code, _, err = run_main(tune_args(synthetic_ptbxl, tuned, "--architectures", "cnn", "--trials", "4",
+    assert {path: path.stat().st_mtime_ns for path in tuning_dir(tuned_copy).rglob("metrics.json")} == before
+    assert len(trials_of(tuned_copy, "cnn")) == 4
+    code, _, err = run_main(tune_args(synthetic_ptbxl, tuned_copy, "--architectures", "cnn", "--trials", "4",
                                       "--epochs", "2", "--pruner", "none"), capsys)
     assert code == 2 and "another pruner" in err
 
 
 @pytest.mark.slow
 def test_study_from_tuning_trains_the_chosen_configuration(tuned_copy, capsys):
-    tuned = tuned_copy
-    code, out, err = run_main(["study", "--from-tuning", tuned, "--architectures", "cnn", "--seeds", "0", "1",
+    code, out, err = run_main(["study", "--from-tuning", tuned_copy, "--architectures", "cnn", "--seeds", "0", "1",
                                "--jobs", "2", "-p", "bootstrap_resamples", "10"], capsys)
     assert code == 0, err
-    best = json.loads((tuning_dir(tuned) / SUMMARY_FILE).read_text())["architectures"]["cnn"]["best"]["params"]
-    runs = find_runs(tuned)
+    best = json.loads((tuning_dir(tuned_copy) / SUMMARY_FILE).read_text())["architectures"]["cnn"]["best"]["params"]
+    runs = find_runs(tuned_copy)
     assert sorted(run.seed for run in runs) == [0, 1]
     for run in runs:
         assert {name: run.config.parameters()[name] for name in best} == best
-    table = pd.read_csv(tuned / "summary" / "results_tuned.csv")
-    assert (table["recipe"] == "tuned, 4 trials").all()
-    assert "learning_rate=" in (tuned / "summary" / "tuning.md").read_text()
-    assert (tuned / "summary" / "tuning_cnn_history.png").is_file()
-    assert "tuning_cnn_history.png" in (tuned / "report" / "index.html").read_text()
+    table = pd.read_csv(tuned_copy / "summary" / "results_tuned.csv")
+    assert (table["recipe"] == "tuned_copy, 4 trials").all()
+    assert "learning_rate=" in (tuned_copy / "summary" / "tuning.md").read_text()
+    assert (tuned_copy / "summary" / "tuning_cnn_history.png").is_file()
+    assert "tuning_cnn_history.png" in (tuned_copy / "report" / "index.html").read_text()
 
 
 def _poisoned_copy(data: Path, folder: Path) -> Path:
