@@ -75,7 +75,7 @@ def environment(wheel, tmp_path_factory) -> dict[str, str]:
     python = prefix / "bin" / "python"
     plan = prefix / "resolution.json"
     _run(python, "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed", "--no-index",
-         "--find-links", WHEELHOUSE, "--report", plan, f"{wheel}[slurm]")  # the lock has the slurm extra
+         "--find-links", WHEELHOUSE, "--report", plan, f"{wheel}[slurm,postgresql]")  # the lock's extras
     resolved = {_normalized(item["metadata"]["name"]): item["metadata"]["version"]
                 for item in json.loads(plan.read_text())["install"]}
     pinned = {_normalized(re.split(r"[\s;<>=!~\[(]", line)[0]) for line in
@@ -113,7 +113,7 @@ def test_the_wheel_ships_notebooks_license_types_and_its_dependencies(wheel, env
     metadata = Parser().parsestr(zipfile.ZipFile(wheel).read(
         next(name for name in names if name.endswith(".dist-info/METADATA"))).decode())
     assert metadata["Version"] == __version__ and metadata["License-Expression"] == "MIT"
-    assert set(metadata.get_all("Provides-Extra")) == {"gpu", "slurm", "lab", "dev"}
+    assert set(metadata.get_all("Provides-Extra")) == {"gpu", "slurm", "postgresql", "lab", "dev"}
     requires = metadata.get_all("Requires-Dist")
     declared = {_normalized(re.split(r"[\s;<>=!~\[(]", req)[0]) for req in requires if "extra ==" not in req}
     assert not any("pytest" in req for req in requires if "extra ==" not in req)  # a test tool, not runtime
