@@ -59,7 +59,11 @@ def open_storage(study_dir: Path, spec: str = DEFAULT_STORAGE) -> optuna.storage
     psycopg2 is not installed)."""
     if spec.startswith("journal:"):
         path = tuning_dir(study_dir) / spec.removeprefix("journal:")
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+        try:  # the journal is replayed as it opens
+            return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise EcgkerasError(f"{path} is damaged (a line is cut short or not Optuna's): restore it from a "
+                                "backup, or tune into another --out") from None
     url = spec
     if spec.startswith("postgresql://") and not importlib.util.find_spec("psycopg2") and importlib.util.find_spec("psycopg"):
         url = "postgresql+psycopg://" + spec.removeprefix("postgresql://")

@@ -17,11 +17,12 @@ import optuna
 import pandas as pd
 import pytest
 
+from ecgkeras.errors import EcgkerasError
 from ecgkeras.runs.record import find_runs, is_complete
 from ecgkeras.study.notebooks import execute_notebook, to_ipynb
 from ecgkeras.tuning.layout import SUMMARY_FILE, TRIAL_FILE, study_name, trial_folder, tuning_dir
 from ecgkeras.tuning.settings import open_storage, read_settings
-from helpers import TINY_MODEL, built_once, refused, run_main
+from helpers import TINY_MODEL, built_once, one_line_error, refused, run_main
 
 SETTINGS = {**TINY_MODEL, "crop_length": 500, "verbose": 0}
 TUNE_P = [arg for name, value in SETTINGS.items() for arg in ("-p", name, json.dumps(value))]
@@ -204,3 +205,14 @@ def test_the_tune_notebook_shows_the_budget_and_plots_of_a_tuning_and_trains_not
 def test_study_from_a_folder_without_tuning_is_refused(tmp_path, capsys):
     refused(["study", "--from-tuning", tmp_path, "--seeds", "0"], capsys, "holds no tuning", "ecgkeras tune")
     assert not any(tmp_path.iterdir())
+
+
+def test_a_journal_cut_short_is_a_one_line_error(tmp_path):
+    (tmp_path / "tuning").mkdir()
+    optuna.create_study(study_name="s", storage=open_storage(tmp_path))
+    journal = tmp_path / "tuning" / "journal.log"
+    line = journal.read_bytes()
+    journal.write_bytes(line[:-40] + b"\n" + line)  # a line cut short by kill -9, then another worker's line
+    with pytest.raises(EcgkerasError) as excinfo:
+        open_storage(tmp_path)
+    one_line_error(excinfo, "journal.log is damaged", "another --out")
