@@ -132,12 +132,13 @@ def two_runs(synthetic_ptbxl, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_study_and_result(synthetic_ptbxl, tmp_path_factory):
     """A two-architecture study (cnn, cnn-gru; TINY settings) on the synthetic data through the notebooks,
-    aggregated, with its report; and what `run_study` returned."""
+    both runs at once (many tests wait for it), aggregated, with its report; and what `run_study` returned."""
     from ecgkeras.report.aggregate import run_study
 
     def build(folder: Path):
         out = folder / "demo"
-        return out, run_study(synthetic_ptbxl, out, architectures=["cnn", "cnn-gru"], parameters=TINY)
+        return out, run_study(synthetic_ptbxl, out, architectures=["cnn", "cnn-gru"], parameters=TINY,
+                              jobs=2)
 
     return built_once(tmp_path_factory, "tiny-study", build)
 

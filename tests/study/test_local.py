@@ -1,5 +1,5 @@
-"""ecgkeras.study.local: runs executed on this machine; a failed run stops no other, a failed
-rerun keeps the earlier notebook, Ctrl-C stops the kernels in seconds."""
+"""ecgkeras.study.local: runs executed on this machine, each concurrent run on its own GPU slot; a failed run
+stops no other, a failed rerun keeps the earlier notebook, Ctrl-C stops the kernels in seconds."""
 
 from __future__ import annotations
 
@@ -8,27 +8,34 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import TINY, ecgkeras, finish, run_main, tiny_args
+from helpers import TINY, ecgkeras, fake_gpus, finish, run_main, tiny_args
 
 from ecgkeras.report.aggregate import run_study
-from ecgkeras.runs import RunConfig, is_complete
+from ecgkeras.runs import RunConfig, is_complete, load_run
 from ecgkeras.study.layout import GRID_FILE, grid
 from ecgkeras.study.local import execute_run
 from ecgkeras.study.locks import lock_owner, lock_path
 from ecgkeras.study.notebooks import TRAIN_NOTEBOOK, to_ipynb
+from ecgkeras.study.runner import Execution
 
 
 @pytest.mark.slow
-def test_a_failed_run_is_reported_and_does_not_stop_the_others(synthetic_ptbxl, tmp_path):
-    # a file where seed 1's staging folder goes makes its notebook fail inside the kernel, after planning
+def test_concurrent_runs_get_their_own_gpu_slot_and_a_failed_run_stops_no_other(synthetic_ptbxl, tmp_path, monkeypatch):
+    # Two fake GPUs, one run each at a time. A file where seed 0's staging folder goes makes its notebook fail
+    # inside the kernel, after planning, while seed 1 trains: seed 2 then takes the slot seed 0 gave back.
+    monkeypatch.setenv("PATH", fake_gpus(tmp_path / "bin", 2))
     (tmp_path / "s" / "cnn").mkdir(parents=True)
-    (tmp_path / "s" / "cnn" / ".seed-1.staging").write_text("in the way")
-    result = run_study(synthetic_ptbxl, tmp_path / "s", architectures=["cnn"], seeds=[0, 1], parameters=TINY,
-                       jobs=2, aggregate=False)
-    assert [run_dir.name for run_dir in result.completed] == ["seed-0"]
-    assert [run_dir.name for run_dir in result.failed] == ["seed-1"]
+    (tmp_path / "s" / "cnn" / ".seed-0.staging").write_text("in the way")
+    result = run_study(synthetic_ptbxl, tmp_path / "s", architectures=["cnn"], seeds=[0, 1, 2], parameters=TINY,
+                       jobs=2, aggregate=False, execution=Execution(gpus=["0", "1"]))
+    assert sorted(run_dir.name for run_dir in result.completed) == ["seed-1", "seed-2"]
+    assert [run_dir.name for run_dir in result.failed] == ["seed-0"]
     for run_dir, reason in result.failed.items():
         assert str(run_dir / "02_train_architecture.ipynb") in reason and "cannot write the run folder" in reason
+    contexts = [load_run(run_dir).execution for run_dir in result.completed]
+    assert sorted(context["cuda_visible_devices"] for context in contexts) == ["0", "1"]
+    assert all(context["executor"] == "local" and context["host"] and context["gpus"] == [] for context in contexts)
+    assert all(context["devices"] == ["/device:CPU:0"] and context["gpu_names"] == [] for context in contexts)
 
 
 @pytest.mark.slow
