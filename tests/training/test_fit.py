@@ -61,6 +61,16 @@ def test_clipping_and_warm_up_are_configured():
             TrainingConfig(**bad)
 
 
+def test_adams_slots_exist_before_the_first_training_step():
+    # created inside the first trace of the training step instead, they make tf.function trace it twice
+    model = compile_model(build_model("cnn", (256, 12), 3, filters=[8, 8], kernel_sizes=[3, 3]), TrainingConfig(),
+                          keras.ops.zeros((4, 3)).numpy())
+    slots = [variable.path for variable in model.optimizer.variables]
+    assert model.optimizer.built and len(slots) > 2 * len(model.trainable_variables)  # momentum and velocity each
+    model.train_on_batch(np.zeros((4, 256, 12), "float32"), np.zeros((4, 3), "float32"))
+    assert [variable.path for variable in model.optimizer.variables] == slots
+
+
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("cache")
