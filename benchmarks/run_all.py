@@ -29,6 +29,8 @@ import bench_loading  # noqa: E402
 import bench_quality  # noqa: E402
 import bench_training  # noqa: E402
 
+from ecgkeras.training.config import CPU_FEATURES, cpu_features, cpu_model  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 OUT_DIR = REPO / "benchmarks" / "out"
 DEFAULT_RESULTS = REPO / "benchmarks" / "RESULTS.md"
@@ -61,12 +63,7 @@ def parallel_check(n: int = 10_000_000, repeats: int = 3) -> dict:
 
 
 def machine() -> dict:
-    cpu_model = "?"
-    with open("/proc/cpuinfo") as handle:
-        for line in handle:
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
+    """The machine a benchmark ran on: CPU model and instruction sets, memory, OS, library versions, date."""
     mem_kb = 0
     with open("/proc/meminfo") as handle:
         for line in handle:
@@ -85,7 +82,8 @@ def machine() -> dict:
             versions[package] = "?"
     with open("/proc/cpuinfo") as handle:
         virtual = "hypervisor" in handle.read()  # a CPU flag set under a hypervisor
-    return {"cpu_model": cpu_model, "cpus": os.cpu_count(), "memory_gb": mem_kb / 1024**2, "os": os_name,
+    return {"cpu_model": cpu_model() or "?", "cpu_features": cpu_features(), "cpus": os.cpu_count(),
+            "memory_gb": mem_kb / 1024**2, "os": os_name,
             "virtual_machine": virtual, "versions": versions,
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
@@ -210,7 +208,8 @@ def report(results: dict) -> str:
         "",
         "| item | value |",
         "| --- | --- |",
-        f"| CPU | {m['cpu_model']}, {m['cpus']} CPUs{' (virtual machine)' if m['virtual_machine'] else ''} |",
+        f"| CPU | {m['cpu_model']}, {m['cpus']} CPUs{' (virtual machine)' if m['virtual_machine'] else ''}; "
+        f"{', '.join(m['cpu_features']) or 'none'} of {', '.join(CPU_FEATURES)} |",
         f"| parallel efficiency of the CPUs | {par['parallel_efficiency']:.2f} (pure-Python work, one process "
         f"alone vs {par['cpus']} at once; 1.0 = fully parallel) |",
         f"| memory | {m['memory_gb']:.0f} GB |",

@@ -3,8 +3,9 @@
 Data loading needs no TensorFlow; model-related names are imported on first use.
 """
 
-from ecgkeras import quiet
+from ecgkeras import heap, quiet
 
+heap.freeze_heap_at_exit()  # every ecgkeras process (command, kernel, worker) exits seconds sooner
 if quiet.is_quiet():  # a notebook kernel started by a quiet `ecgkeras` command: before anything loads TensorFlow
     quiet.install_import_hook()
 

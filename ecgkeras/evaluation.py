@@ -29,6 +29,7 @@ from sklearn.metrics import (accuracy_score, average_precision_score, brier_scor
                              roc_auc_score)
 
 from ecgkeras.errors import EcgkerasError
+from ecgkeras.heap import existing_objects_frozen
 
 PARALLEL_MIN_RESAMPLES = 100  # per worker process: below this, starting workers costs more than it saves
 HEADLINE_METRICS: tuple[str, ...] = ("hamming_loss", "macro_auprc", "micro_f1", "subset_accuracy",
@@ -305,11 +306,15 @@ def seed_aware_difference(observed_a: np.ndarray, observed_b: np.ndarray, resamp
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
-    """Holm's step-down adjustment of a family of p-values (statsmodels' `multipletests`)."""
+    """Holm's step-down adjustment of a family of p-values (statsmodels' `multipletests`, which runs a full
+    garbage collection on each call: over the objects it makes only)."""
     from statsmodels.stats.multitest import multipletests
 
     p_values = np.asarray(p_values, dtype=float)
-    return multipletests(p_values, method="holm")[1] if len(p_values) else p_values
+    if not len(p_values):
+        return p_values
+    with existing_objects_frozen():
+        return multipletests(p_values, method="holm")[1]
 
 
 def detectable_difference(standard_error: float, df: float = np.inf, alpha: float = 0.05,

@@ -12,7 +12,7 @@ from pathlib import Path
 import ecgkeras
 
 PACKAGE = Path(ecgkeras.__file__).parent
-ORDER = [{"errors", "files", "lazy", "quiet", "schema"}, {"data"}, {"models"}, {"training"}, {"evaluation"}, {"runs"},
+ORDER = [{"errors", "files", "heap", "lazy", "quiet", "schema"}, {"data"}, {"models"}, {"training"}, {"evaluation"}, {"runs"},
          {"study"}, {"tuning"}, {"report"}, {"explain"}, {"cli", "__main__"}]
 
 
