@@ -27,3 +27,14 @@ def test_a_collection_inside_the_block_sees_only_the_objects_made_in_it():
         del cycle
         assert gc.collect() >= 1  # the new cycle is still collected
     assert gc.get_freeze_count() == 0
+
+
+def test_a_heap_the_process_froze_itself_stays_frozen_after_the_block():
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with existing_objects_frozen():
+            pass
+        assert gc.get_freeze_count() >= frozen
+    finally:
+        gc.unfreeze()
