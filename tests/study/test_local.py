@@ -1,20 +1,15 @@
 """ecgkeras.study.local: runs executed on this machine, each concurrent run on its own GPU slot; a failed run
-stops no other, a failed rerun keeps the earlier notebook, Ctrl-C stops the kernels in seconds."""
+stops no other, a failed rerun keeps the earlier notebook (Ctrl-C stopping the kernels: test_runner)."""
 
 from __future__ import annotations
 
-import signal
-import time
-from pathlib import Path
-
 import pytest
-from helpers import TINY, ecgkeras, fake_gpus, finish, run_main, tiny_args
+from helpers import TINY, fake_gpus, run_main
 
 from ecgkeras.report.aggregate import run_study
-from ecgkeras.runs import RunConfig, is_complete, load_run
-from ecgkeras.study.layout import GRID_FILE, grid
+from ecgkeras.runs import RunConfig, load_run
+from ecgkeras.study.layout import GRID_FILE
 from ecgkeras.study.local import execute_run
-from ecgkeras.study.locks import lock_owner, lock_path
 from ecgkeras.study.notebooks import TRAIN_NOTEBOOK, to_ipynb
 from ecgkeras.study.runner import Execution
 
@@ -54,43 +49,3 @@ def test_a_failed_rerun_keeps_the_executed_notebook_of_the_earlier_attempt(tmp_p
     (tmp_path / "study" / GRID_FILE).write_text('["cnn/seed-0"]')
     code, out, _ = run_main(["status", tmp_path / "study"], capsys)
     assert code == 0 and f"failed    see {executed}" in out
-
-
-def _kernels_of(pid: int) -> list[int]:
-    """Processes started by `pid`'s kernel managers (their environment names it as JPY_PARENT_PID)."""
-    found = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            if f"JPY_PARENT_PID={pid}".encode() in environ.read_bytes().split(b"\0"):
-                found.append(int(environ.parent.name))
-        except OSError:
-            continue
-    return found
-
-
-@pytest.mark.slow
-def test_ctrl_c_stops_a_study_in_seconds_and_the_next_invocation_finishes_it(tiny_study_copy, synthetic_ptbxl):
-    out = tiny_study_copy  # cnn/seed-0 is complete: the study goes straight to seed 1
-    args = ["study", "--data-dir", str(synthetic_ptbxl), "--out", str(out), *tiny_args(), "--architectures", "cnn",
-            "--seeds", "0", "1"]
-    first, second = grid(out, ["cnn"], [0, 1])
-    kept = (first / "metrics.json").stat().st_mtime_ns
-    study = ecgkeras(*args)
-    deadline = time.monotonic() + 300
-    while not lock_path(second).exists() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert study.poll() is None, "the study ended before the second run started"
-    time.sleep(3)  # the second run's kernel is starting or training
-    signalled = time.monotonic()
-    study.send_signal(signal.SIGINT)
-    rc, _, stderr = finish(study, timeout=60)
-    assert time.monotonic() - signalled < 10, stderr  # a run takes longer; the kernel was stopped, not awaited
-    assert rc == 130
-    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].startswith("ecgkeras: interrupted")
-    assert not _kernels_of(study.pid)
-    assert lock_owner(second) is None and not is_complete(second)
-    assert (first / "metrics.json").stat().st_mtime_ns == kept
-    result = run_study(synthetic_ptbxl, out, architectures=["cnn"], seeds=[0, 1], parameters=TINY,
-                       aggregate=False)  # the next invocation
-    assert result.completed == [second] and result.skipped == [first]
-    assert (first / "metrics.json").stat().st_mtime_ns == kept and is_complete(second)

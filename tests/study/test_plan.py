@@ -4,18 +4,16 @@ study and --list-runs, and a study folder keeps to one configuration, also when 
 from __future__ import annotations
 
 import json
-import signal
-import time
 
 import pytest
-from helpers import TINY, TINY_ARGS, ecgkeras, finish, listing, refused, run_main, tiny_args
+from helpers import TINY, TINY_ARGS, listing, refused, run_main, tiny_args
 
 from ecgkeras import EcgkerasError
 from ecgkeras.models import ARCHITECTURES
 from ecgkeras.report.aggregate import run_study
 from ecgkeras.runs import RECORD_FILE, RunConfig, load_run
 from ecgkeras.study.layout import STUDY_FILE
-from ecgkeras.study.plan import plan_runs
+from ecgkeras.study.plan import plan_runs, plan_study, register_plan
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -93,28 +91,14 @@ def test_allow_mixed_never_reports_success_for_runs_of_another_configuration(tin
     assert listing(tiny_study) == before
 
 
-@pytest.mark.slow
-def test_a_study_started_beside_a_planned_one_with_other_parameters_is_refused(synthetic_ptbxl, tmp_path, capsys):
+def test_allow_mixed_plans_free_runs_beside_another_studys_planned_ones_and_study_json_tells_them_apart(tmp_path):
+    # a study of another configuration beside a planned, still training one (refused while it runs: test_runner)
     out = tmp_path / "study"
-    first = ecgkeras("study", "--data-dir", str(synthetic_ptbxl), "--out", str(out), "--architectures", "cnn",
-                     *tiny_args(epochs=3))
-    deadline = time.monotonic() + 120
-    while not (out / STUDY_FILE).is_file() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    other = ["study", "--data-dir", synthetic_ptbxl, "--out", out, "--architectures", "cnn",
-             *tiny_args(learning_rate=0.002)]
-    try:
-        described = (out / STUDY_FILE).read_bytes()
-        refused(other, capsys, "different configuration", "planned by another study")
-        refused([*other, "--allow-mixed"], capsys, "cnn/seed-0", "another --out")
-        assert (out / STUDY_FILE).read_bytes() == described
-    finally:
-        first.send_signal(signal.SIGINT)
-        finish(first, timeout=120)
-    # --allow-mixed trains its own free runs only, and study.json tells the two configurations apart
-    code, stdout, err = run_main(["study", "--data-dir", synthetic_ptbxl, "--out", out, "--architectures", "cnn",
-                             "--seeds", "1", *tiny_args(learning_rate=0.002), "--allow-mixed"], capsys)
-    assert code == 0 and "1 run(s) completed" in stdout, err
+    register_plan(out, plan_study(None, out, ["cnn"], [0], {**TINY, "epochs": 3}).configs, allow_mixed=False)
+    other = plan_study(None, out, ["cnn"], [1], {**TINY, "learning_rate": 0.002}).configs
+    with pytest.raises(EcgkerasError, match="different configuration.*cnn/seed-0 planned by another study"):
+        register_plan(out, other, allow_mixed=False)
+    register_plan(out, other, allow_mixed=True)  # its own free run folder only
     groups = json.loads((out / STUDY_FILE).read_text())["configurations"]
     assert sorted((group["parameters"]["learning_rate"], group["parameters"]["epochs"], group["runs"])
                   for group in groups) == [(0.001, 3, ["cnn/seed-0"]), (0.002, 1, ["cnn/seed-1"])]
@@ -141,8 +125,6 @@ def test_architecture_groups_and_a_crossed_grid_list_one_run_per_cell(capsys):
 
 
 def test_a_crossed_grid_plans_each_cell_with_its_value_and_registers_them_together(tmp_path):
-    from ecgkeras.study.plan import plan_study, register_plan
-
     out = tmp_path / "study"
     plan = plan_study(None, out, ["cnn-gru"], [0], {}, crossed={"rnn_readout": ["last", "pool"]})
     assert {run.relative_to(out).as_posix(): config.model.rnn_readout for run, config in plan.configs.items()} == {

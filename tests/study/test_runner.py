@@ -1,43 +1,72 @@
-"""ecgkeras.study.runner: a study resumes the missing runs, shards cover the grid once, and the
-execution options are checked before anything is written."""
+"""ecgkeras.study.runner: a study beside a running one of another configuration is refused, Ctrl-C stops a
+study in seconds, the next invocation resumes only the missing runs, and the execution options are checked
+before anything is written."""
 
 from __future__ import annotations
 
+import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from helpers import TINY, completed_count, ecgkeras, finish, refused, study_args
+from helpers import TINY, ecgkeras, finish, refused, study_args, tiny_args
 
 from ecgkeras.report.aggregate import run_study
 from ecgkeras.runs import find_runs, is_complete
-from ecgkeras.study.layout import grid
+from ecgkeras.study.layout import STUDY_FILE, grid
+from ecgkeras.study.locks import lock_owner, lock_path
+
+
+def _kernels_of(pid: int) -> list[int]:
+    """Processes started by `pid`'s kernel managers (their environment names it as JPY_PARENT_PID)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"JPY_PARENT_PID={pid}".encode() in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return found
 
 
 @pytest.mark.slow
-def test_interrupted_study_resumes_only_the_missing_runs(tiny_study_copy, synthetic_ptbxl):
+def test_a_study_beside_a_running_one_is_refused_ctrl_c_stops_it_in_seconds_and_a_rerun_resumes_the_missing_run(
+        tiny_study_copy, synthetic_ptbxl, capsys):
     out = tiny_study_copy
     (out / "cnn-gru" / "seed-0" / "metrics.json").unlink()  # as if an older version was killed mid-write
-    kept = (out / "cnn" / "seed-0" / "metrics.json").stat().st_mtime_ns
+    complete, missing = grid(out, ["cnn", "cnn-gru"], [0])
+    kept = (complete / "metrics.json").stat().st_mtime_ns
+    study = ecgkeras(*study_args(synthetic_ptbxl, out, "--architectures", "cnn", "cnn-gru"))
+    deadline = time.monotonic() + 300
+    while not lock_path(missing).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    started = time.monotonic()
+    assert study.poll() is None, "the study ended before its missing run started"
+    # a study of another configuration is refused while that run is planned but not complete
+    other = ["study", "--data-dir", synthetic_ptbxl, "--out", out, "--architectures", "cnn-gru",
+             *tiny_args(learning_rate=0.002)]
+    try:
+        described = (out / STUDY_FILE).read_bytes()
+        refused(other, capsys, "different configuration", "planned by another study")
+        refused([*other, "--allow-mixed"], capsys, "cnn-gru/seed-0", "another --out")
+        assert (out / STUDY_FILE).read_bytes() == described
+    finally:
+        time.sleep(max(0.0, 3 - (time.monotonic() - started)))  # the missing run's kernel is starting or training
+        signalled = time.monotonic()
+        study.send_signal(signal.SIGINT)
+        rc, _, stderr = finish(study, timeout=60)
+    assert time.monotonic() - signalled < 10, stderr  # a run takes longer; the kernel was stopped, not awaited
+    assert rc == 130
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].startswith("ecgkeras: interrupted")
+    assert not _kernels_of(study.pid)
+    assert lock_owner(missing) is None and not is_complete(missing)
+    assert (complete / "metrics.json").stat().st_mtime_ns == kept
     result = run_study(synthetic_ptbxl, out, architectures=["cnn", "cnn-gru"], parameters=TINY,
-                       aggregate=False)
-    assert [p.parent.name for p in result.completed] == ["cnn-gru"]
-    assert [p.parent.name for p in result.skipped] == ["cnn"]
-    assert (out / "cnn" / "seed-0" / "metrics.json").stat().st_mtime_ns == kept
+                       aggregate=False)  # the next invocation
+    assert result.completed == [missing] and result.skipped == [complete]
+    assert (complete / "metrics.json").stat().st_mtime_ns == kept and is_complete(missing)
     assert len(find_runs(out)) == 2
-
-
-@pytest.mark.slow
-def test_concurrent_shards_cover_the_grid_once(synthetic_ptbxl, tmp_path):
-    out = tmp_path / "study"
-    args = study_args(synthetic_ptbxl, out, "--architectures", "cnn", "cnn-gru")
-    shards = [ecgkeras(*args, "--shard", f"{i}/2") for i in (1, 2)]
-    results = [finish(process) for process in shards]
-    assert [completed_count(stdout) for _, stdout, _ in results] == [1, 1], results
-    assert all(is_complete(run_dir) for run_dir in grid(out, ["cnn", "cnn-gru"], [0]))
-    assert not (out / "summary").exists()  # shards leave aggregation to `ecgkeras aggregate`
-    rc, stdout, _ = finish(ecgkeras("status", str(out)))
-    assert rc == 0 and "2 complete" in stdout
 
 
 @pytest.mark.parametrize("extra, fragment", [
