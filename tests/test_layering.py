@@ -63,9 +63,10 @@ def test_no_import_cycle():
 
 
 def test_planning_status_and_aggregation_start_without_tensorflow():
-    """The CLI, the planner, status, the summary and the report never import TensorFlow (seconds per process)."""
+    """The CLI, the planner, status, the summary and the report never import TensorFlow (seconds per process), nor
+    does the training notebook before its run builds a model (a wrong data folder fails in a second)."""
     code = ("import sys, ecgkeras.cli, ecgkeras.study.plan, ecgkeras.study.runner, ecgkeras.study.status, "
-            "ecgkeras.report.aggregate, ecgkeras.report.site, ecgkeras.tuning.tune; "
+            "ecgkeras.report.aggregate, ecgkeras.report.site, ecgkeras.tuning.tune, ecgkeras.runs.experiment; "
             "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr

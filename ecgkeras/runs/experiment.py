@@ -10,14 +10,13 @@ from typing import Sequence
 
 import numpy as np
 
+from ecgkeras import models, training  # their Keras halves load at the first model: bad data fails before TensorFlow
 from ecgkeras.data.ptbxl import PTBXL, Part, Standardizer
 from ecgkeras.evaluation import all_metrics, bootstrap_intervals, per_class_table, tune_thresholds
-from ecgkeras.models import build_model
 from ecgkeras.runs.config import FIXED, TUNED, RunConfig
 from ecgkeras.runs.prepare import load_dataset, prepare_splits
 from ecgkeras.runs.provenance import process_age_seconds
 from ecgkeras.runs.record import Evaluation, RunRecord, staged_run_dir, write_record
-from ecgkeras.training import precision_policy, predict_probabilities, set_seed, train_model
 
 
 def train_run(config: RunConfig, data: PTBXL, train: Part, val: Part, standardizer: Standardizer, out_dir: Path,
@@ -25,12 +24,12 @@ def train_run(config: RunConfig, data: PTBXL, train: Part, val: Part, standardiz
     """Build the architecture with the run's seed and train it (with extra Keras `callbacks`); returns
     (model, history)."""
     input_length = config.training.crop_length or train.X.shape[1]
-    set_seed(config.seed, config.training.deterministic)  # before building: initial weights are random too
-    with precision_policy(config.training.precision):  # the layers keep the policy they were built with
-        model = build_model(config.architecture, (input_length, train.X.shape[2]), len(data.classes), config.model,
-                            sampling_rate=config.sampling_rate)
-    history = train_model(model, train, val, out_dir, config.training, seed=config.seed,
-                          standardizer=standardizer, callbacks=callbacks)
+    training.set_seed(config.seed, config.training.deterministic)  # before building: initial weights are random too
+    with training.precision_policy(config.training.precision):  # the layers keep the policy they were built with
+        model = models.build_model(config.architecture, (input_length, train.X.shape[2]), len(data.classes),
+                                   config.model, sampling_rate=config.sampling_rate)
+    history = training.train_model(model, train, val, out_dir, config.training, seed=config.seed,
+                                   standardizer=standardizer, callbacks=callbacks)
     return model, history
 
 
@@ -39,9 +38,9 @@ def evaluate_run(config: RunConfig, model, val: Part, test: Part, standardizer: 
     """Predict validation and test, tune thresholds on validation only, score both, bootstrap test."""
     crop = {"crop_length": config.training.crop_length, "window_stride": config.training.window_stride,
             "standardizer": standardizer}
-    val_prob = predict_probabilities(model, val.X, **crop)  # also traces predict, so the test timing is warm
+    val_prob = training.predict_probabilities(model, val.X, **crop)  # traces predict: the test timing is warm
     started = time.perf_counter()
-    test_prob = predict_probabilities(model, test.X, **crop)
+    test_prob = training.predict_probabilities(model, test.X, **crop)
     inference_ms_per_ecg = (time.perf_counter() - started) * 1000 / len(test.X)
     thresholds = {TUNED: tune_thresholds(val.Y, val_prob), FIXED: np.full(len(classes), 0.5)}
     scored = {"val": (val.Y, val_prob), "test": (test.Y, test_prob)}

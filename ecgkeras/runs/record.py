@@ -170,8 +170,8 @@ class RunRecord:
         """seconds_per_epoch, first_epoch_seconds (its excess over an epoch is tracing), training_seconds,
         inference_ms_per_ecg, bootstrap_seconds and, since this release, the fixed costs: process_seconds
         (kernel start and imports before the run began), data_seconds (opening and checking the data),
-        fit_seconds (building and fitting the model), evaluation_seconds (predictions, thresholds, metrics,
-        bootstrap). The epochs are in `convergence`."""
+        fit_seconds (importing Keras where the process had not yet, building and fitting the model),
+        evaluation_seconds (predictions, thresholds, metrics, bootstrap). The epochs are in `convergence`."""
         return {name: value for name, value in self.record["timings"].items() if name not in EPOCH_FIELDS}
 
     @property
