@@ -77,4 +77,4 @@ print(f"records with more than one {label_level}: {(dataset.Y.sum(axis=1) > 1).m
 for name, index in example_ecgs(dataset, [c for c in example_classes if c in dataset.classes]).items():
     labels = [c for c, y in zip(dataset.classes, dataset.Y[index]) if y]
     plot_ecg(dataset.X[index], sampling_rate,
-                title=f"ecg_id {dataset.ecg_ids[index]}: {', '.join(labels)}");
+             title=f"ecg_id {dataset.ecg_ids[index]}: {', '.join(labels)}");

@@ -21,6 +21,17 @@ GRID = "grid 0.2 s x 0.5 mV"
 Decorate = Callable[[plt.Axes, int, np.ndarray, float, float], float]
 
 
+def _grid_paper(ax: plt.Axes, seconds: float, low: float, high: float) -> None:
+    """The grid (minor lines every 0.2 s and 0.5 mV, major every second) as three line collections: a
+    third of the time of as many minor ticks (2 s a figure: most of a tour of five ECGs)."""
+    ax.vlines(np.arange(0, seconds + 1e-9, 0.2), low, high, colors="#f4b8b8", linewidth=0.4, zorder=0)
+    ax.hlines(np.arange(np.ceil(low * 2) / 2, high, 0.5), 0, seconds, colors="#f4b8b8", linewidth=0.4, zorder=0)
+    ax.vlines(np.arange(0, seconds + 1e-9, 1.0), low, high, colors="#e48a8a", linewidth=0.6, zorder=0)
+    ax.set_facecolor("#fffafa")
+    ax.set_xlim(0, seconds)
+    ax.set_ylim(low, high)
+
+
 def plot_ecg(signal: np.ndarray, sampling_rate: int, title: str = "", decorate: Decorate | None = None,
              figsize: tuple[float, float] = (15, 11)) -> plt.Figure:
     """Signal (time, 12 leads in PTB-XL order, mV) as 6 x 2 leads on grid paper; `decorate` adds to each lead."""
@@ -34,14 +45,8 @@ def plot_ecg(signal: np.ndarray, sampling_rate: int, title: str = "", decorate: 
         if decorate:
             low = decorate(ax, lead, time, low, high)
         ax.plot(time, trace, color="black", linewidth=0.7, zorder=3)
+        _grid_paper(ax, seconds, low, high)
         ax.set_xticks(np.arange(0, seconds + 1e-9, 1.0))
-        ax.set_xticks(np.arange(0, seconds + 1e-9, 0.2), minor=True)
-        ax.set_yticks(np.arange(np.floor(low * 2) / 2, high, 0.5), minor=True)
-        ax.grid(True, which="minor", color="#f4b8b8", linewidth=0.4, zorder=0)
-        ax.grid(True, which="major", axis="x", color="#e48a8a", linewidth=0.6, zorder=0)
-        ax.set_facecolor("#fffafa")
-        ax.set_xlim(0, seconds)
-        ax.set_ylim(low, high)
         ax.set_yticks([])
         ax.text(0.005, 0.95, LEAD_LABELS.get(LEADS[lead], LEADS[lead]), transform=ax.transAxes, va="top",
                 fontsize=10, fontweight="bold", zorder=4)
