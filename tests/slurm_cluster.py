@@ -21,14 +21,16 @@ NODE = "ecgnode"
 
 
 def install_slurm() -> None:
-    """Install Debian's SLURM and munge packages if a daemon or client is missing (needs root)."""
+    """Install Debian's SLURM and munge packages if a daemon or client is missing (needs root), without their
+    recommendations (SLURM's plugin development files)."""
     if all(shutil.which(name) or Path("/usr/sbin", name).exists() for name in DAEMONS):
         return
     if os.geteuid() != 0:
         raise RuntimeError(f"SLURM is not installed and installing it needs root: apt-get install {' '.join(PACKAGES)}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", *PACKAGES], check=True, env=env, capture_output=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES], check=True, env=env,
+                   capture_output=True)
 
 
 def _free_port() -> int:

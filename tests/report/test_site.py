@@ -22,19 +22,23 @@ from ecgkeras.report.site import markdown_to_html, write_site
 from ecgkeras.study.layout import REPORT_KIND, SUMMARY_KIND
 
 
+CHROMIUM = ("chromium", "fonts-liberation")  # Debian's packages
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync")
 
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    """Debian's chromium, installed with apt when missing (the test machine is fresh and we are root)."""
+    """Debian's chromium and the fonts it renders with, installed with apt when missing (the test machine is
+    fresh and we are root); without the rest of its recommendations (avahi, printing, udev: 227 packages
+    instead of 35, 15 s instead of 9 s to install)."""
     if not shutil.which("chromium"):
         if os.geteuid() != 0:
-            pytest.fail("chromium is missing and installing it needs root: apt-get install chromium")
+            pytest.fail(f"chromium is missing and installing it needs root: apt-get install {' '.join(CHROMIUM)}")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *CHROMIUM], check=True, env=env,
+                       capture_output=True)
     return shutil.which("chromium")
 
 
