@@ -104,10 +104,11 @@ def test_a_failed_rerun_keeps_the_completed_run(complete_run, synthetic_ptbxl, t
 
     # The same through the notebook, as the issue found it: papermill straight into the complete folder.
     notebook = to_ipynb(TRAIN_NOTEBOOK, tmp_path)
-    with pytest.raises(papermill.PapermillExecutionError):
+    elsewhere = {**config.parameters(), "data_dir": str(tmp_path / "nowhere")}
+    with pytest.raises(papermill.PapermillExecutionError, match=f"PTB-XL folder not found: {tmp_path / 'nowhere'}"):
         papermill.execute_notebook(str(notebook), str(tmp_path / "failed.ipynb"), kernel_name="python3",
-                                   parameters={**config.parameters(), "data_dir": str(tmp_path / "nowhere"),
-                                               "output_dir": str(run_dir)}, progress_bar=False)
+                                   parameters={"parameters": elsewhere, "output_dir": str(run_dir)},
+                                   progress_bar=False)
     assert (run_dir / RECORD_FILE).read_bytes() == record
 
     rerun = run_experiment(config, run_dir, progress=False)  # a successful rerun replaces the record
