@@ -174,7 +174,8 @@ def test_the_committed_demo_summary_is_marked_and_the_makefiles_demo_may_publish
     assert marker["kind"] == PUBLISHED_KIND
     assert marker["entries"] == sorted(p.name for p in published.iterdir() if p.name != FOLDER_MARKER)
     assert {Path(name).suffix for name in marker["entries"]} <= PUBLISHED_SUFFIXES
-    command = re.search(r"^demo:.*\n\t\$\(BIN\)/ecgkeras (.+)$", (ROOT / "Makefile").read_text(), re.M).group(1)
+    recipe = re.search(r"^demo:.*\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.M).group(1)
+    command = re.search(r"^\t\$\(BIN\)/ecgkeras (.+)$", recipe, re.M).group(1)  # the recipe's ecgkeras line
     assert command == "study --demo --publish results/demo-synthetic"
     shutil.copytree(published, tmp_path / "results" / "demo-synthetic")
     monkeypatch.chdir(tmp_path)
