@@ -92,7 +92,7 @@ def test_allow_mixed_never_reports_success_for_runs_of_another_configuration(tin
 
 
 def test_allow_mixed_plans_free_runs_beside_another_studys_planned_ones_and_study_json_tells_them_apart(tmp_path):
-    # a study of another configuration beside a planned, still training one (refused while it runs: test_runner)
+    # another configuration beside a study's planned, not yet complete run (after Ctrl-C too: test_runner)
     out = tmp_path / "study"
     register_plan(out, plan_study(None, out, ["cnn"], [0], {**TINY, "epochs": 3}).configs, allow_mixed=False)
     other = plan_study(None, out, ["cnn"], [1], {**TINY, "learning_rate": 0.002}).configs

@@ -1,6 +1,6 @@
-"""ecgkeras.study.runner: a study beside a running one of another configuration is refused, Ctrl-C stops a
-study in seconds, the next invocation resumes only the missing runs, and the execution options are checked
-before anything is written."""
+"""ecgkeras.study.runner: Ctrl-C stops a study in seconds, a study of other parameters beside its planned run is
+refused, the next invocation resumes only the missing runs, and the execution options are checked before
+anything is written."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def _kernels_of(pid: int) -> list[int]:
 
 
 @pytest.mark.slow
-def test_a_study_beside_a_running_one_is_refused_ctrl_c_stops_it_in_seconds_and_a_rerun_resumes_the_missing_run(
+def test_ctrl_c_stops_a_study_in_seconds_its_planned_run_refuses_other_parameters_and_a_rerun_resumes_it(
         tiny_study_copy, synthetic_ptbxl, capsys):
     out = tiny_study_copy
     (out / "cnn-gru" / "seed-0" / "metrics.json").unlink()  # as if an older version was killed mid-write
@@ -41,27 +41,24 @@ def test_a_study_beside_a_running_one_is_refused_ctrl_c_stops_it_in_seconds_and_
     deadline = time.monotonic() + 300
     while not lock_path(missing).exists() and time.monotonic() < deadline:
         time.sleep(0.2)
-    started = time.monotonic()
     assert study.poll() is None, "the study ended before its missing run started"
-    # a study of another configuration is refused while that run is planned but not complete
-    other = ["study", "--data-dir", synthetic_ptbxl, "--out", out, "--architectures", "cnn-gru",
-             *tiny_args(learning_rate=0.002)]
-    try:
-        described = (out / STUDY_FILE).read_bytes()
-        refused(other, capsys, "different configuration", "planned by another study")
-        refused([*other, "--allow-mixed"], capsys, "cnn-gru/seed-0", "another --out")
-        assert (out / STUDY_FILE).read_bytes() == described
-    finally:
-        time.sleep(max(0.0, 3 - (time.monotonic() - started)))  # the missing run's kernel is starting or training
-        signalled = time.monotonic()
-        study.send_signal(signal.SIGINT)
-        rc, _, stderr = finish(study, timeout=60)
+    time.sleep(3)  # the missing run's kernel is starting or training
+    signalled = time.monotonic()
+    study.send_signal(signal.SIGINT)
+    rc, _, stderr = finish(study, timeout=60)
     assert time.monotonic() - signalled < 10, stderr  # a run takes longer; the kernel was stopped, not awaited
     assert rc == 130
     assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].startswith("ecgkeras: interrupted")
     assert not _kernels_of(study.pid)
     assert lock_owner(missing) is None and not is_complete(missing)
     assert (complete / "metrics.json").stat().st_mtime_ns == kept
+    # the run stays planned (study.json) but not complete: a study of other parameters there is refused
+    other = ["study", "--data-dir", synthetic_ptbxl, "--out", out, "--architectures", "cnn-gru",
+             *tiny_args(learning_rate=0.002)]
+    described = (out / STUDY_FILE).read_bytes()
+    refused(other, capsys, "different configuration", "planned by another study")
+    refused([*other, "--allow-mixed"], capsys, "cnn-gru/seed-0", "another --out")
+    assert (out / STUDY_FILE).read_bytes() == described
     result = run_study(synthetic_ptbxl, out, architectures=["cnn", "cnn-gru"], parameters=TINY,
                        aggregate=False)  # the next invocation
     assert result.completed == [missing] and result.skipped == [complete]
