@@ -24,6 +24,7 @@ install: $(STAMP)
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip "uv~=0.13.9"
+	rm -rf $(WHEELS)  # wheels of an earlier lock would let tests/test_packaging.py resolve other versions
 	$(BIN)/python -m pip download --quiet --dest $(WHEELS) -r requirements-dev.txt "setuptools>=77"
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-index --find-links $(WHEELS) --compile-bytecode -r requirements-dev.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --no-index --find-links $(WHEELS) -e .
