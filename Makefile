@@ -18,7 +18,7 @@ BYTECODE := $(BIN)/python -m compileall -q ecgkeras tests benchmarks
 install: $(STAMP)
 
 # requirements-dev.txt: the pinned runtime lock (requirements.txt) plus the test tools. The wheels are
-# downloaded once into $(WHEELS) and installed from there by uv (the same versions as pip, in 57 s
+# downloaded afresh into $(WHEELS) at each install and installed from there by uv (the same versions as pip, in 57 s
 # instead of 98 s on 2 cores: it unpacks and compiles in parallel); tests/test_packaging.py installs the built
 # ecgkeras wheel from them into a fresh environment (pip's cache stays empty with this registry).
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
