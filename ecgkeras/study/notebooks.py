@@ -94,6 +94,7 @@ def notebook_parameters(notebook: Path) -> dict[str, Any]:
 
 
 INTERRUPT_GRACE_S = 2.0  # after an interrupt, a kernel that has not stopped is killed
+KILL_WAIT_S = 10.0  # then its exit is awaited this long (a loaded machine can take seconds)
 
 
 class _KernelManager(AsyncKernelManager):
@@ -130,32 +131,24 @@ class _Kernels:
             self._managers = {km for km in self._managers if not isinstance(km, manager_class)}
 
     def stop_all(self) -> None:
-        """SIGINT every kernel's process group, then SIGKILL those still alive after a grace period."""
+        """SIGINT every kernel's process group, SIGKILL those still alive after a grace period, and reap
+        them: a killed kernel stays a zombie (its /proc entry too) until this process waits for it."""
         with self._lock:
-            groups = [pgid for km in self._managers if (pgid := _process_group(km))]
-        for sig, wait in ((signal.SIGINT, INTERRUPT_GRACE_S), (signal.SIGKILL, 0)):
-            for pgid in groups:
+            kernels = [process for km in self._managers if (process := _kernel_process(km))]
+        for sig, wait in ((signal.SIGINT, INTERRUPT_GRACE_S), (signal.SIGKILL, KILL_WAIT_S)):
+            for process in kernels:
                 try:
-                    os.killpg(pgid, sig)
+                    os.killpg(process.pid, sig)  # a kernel leads its own session and process group
                 except ProcessLookupError:
                     pass
             deadline = time.monotonic() + wait
-            while groups and time.monotonic() < deadline:
-                groups = [pgid for pgid in groups if _group_alive(pgid)]
+            while kernels and time.monotonic() < deadline:
+                kernels = [process for process in kernels if process.poll() is None]  # poll reaps
                 time.sleep(0.1)
 
 
-def _process_group(km: AsyncKernelManager) -> int | None:
-    provisioner = km.provisioner
-    return getattr(provisioner, "pgid", None) or getattr(provisioner, "pid", None) if provisioner else None
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def _kernel_process(km: AsyncKernelManager) -> subprocess.Popen | None:
+    return getattr(km.provisioner, "process", None) if km.provisioner else None
 
 
 KERNELS = _Kernels()
