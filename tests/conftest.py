@@ -158,15 +158,16 @@ def tiny_study_copy(tiny_study, tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory) -> Path:
-    """`ecgkeras study --demo` with one tiny architecture (and fewer synthetic records), run in an empty
-    folder (returned; the study is its tiny-demo/). Read-only."""
+    """`ecgkeras study --demo` with one tiny architecture and 60 synthetic records (the demo's data costs
+    about 50 ms of CPU a record to write), run in an empty folder (returned; the study is its tiny-demo/).
+    Read-only."""
     from ecgkeras import cli
     from ecgkeras.study import demo as demo_study
 
     def build(cwd: Path) -> Path:
         with pytest.MonkeyPatch.context() as patch:
             patch.chdir(cwd)
-            patch.setattr(demo_study, "DEMO_RECORDS", 300)
+            patch.setattr(demo_study, "DEMO_RECORDS", 60)
             cli.main(["study", "--demo", "--out", "tiny-demo", "--architectures", "cnn", *TINY_ARGS])
         return cwd
 
