@@ -120,13 +120,13 @@ def real_run(real_ptbxl, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def two_runs(synthetic_ptbxl, tmp_path_factory):
-    """A tiny CNN that early-stops (patience 1, seed 0) and one stopped by a 2-epoch cap (seed 1)."""
-    common = {"data_dir": str(synthetic_ptbxl), "architecture": "cnn", "batch_size": 32, "learning_rate": 3e-3,
-              "bootstrap_resamples": 0, "verbose": 0, **SMALL_MODEL}
-    stops = _trained(tmp_path_factory, "convergence-0", "cnn/seed-0", **common, seed=0, epochs=30, patience=1)
-    capped = _trained(tmp_path_factory, "convergence-1", "cnn/seed-1", **common, seed=1, epochs=2, patience=5)
-    return stops, capped
+def two_runs(synthetic_ptbxl, learned_run, tmp_path_factory):
+    """A small CNN that early-stops (patience 1, seed 1; 2 epochs), and `learned_run` (seed 0), which its
+    8-epoch cap stopped while still improving."""
+    stops = _trained(tmp_path_factory, "early-stopping", "cnn/seed-1", data_dir=str(synthetic_ptbxl),
+                     architecture="cnn", batch_size=32, learning_rate=3e-3, bootstrap_resamples=0, verbose=0,
+                     seed=1, epochs=30, patience=1, **SMALL_MODEL)
+    return stops, learned_run
 
 
 @pytest.fixture(scope="session")

@@ -100,9 +100,9 @@ def test_tables_and_readme_mark_the_unconverged_run(two_runs):
     # the two runs differ in epochs and patience: a row each (crossed parameters), one converged
     assert sorted(summary_table(two_runs)["converged"]) == ["0/1", "1/1"]
     listed = unconverged_runs(two_runs)
-    assert list(listed["seed"]) == [1] and listed["stopped_by"].item() == "epoch_cap"
+    assert list(listed["seed"]) == [0] and listed["stopped_by"].item() == "epoch_cap"
     text = "\n".join(convergence_lines(two_runs))
-    assert "1 run(s) had not converged" in text and "CNN, seed 1: epoch_cap, 2 of 2 epochs" in text
+    assert "1 run(s) had not converged" in text and "CNN, seed 0: epoch_cap, 8 of 8 epochs" in text
     assert "Every run converged." in "\n".join(convergence_lines(two_runs[:1]))
 
 
