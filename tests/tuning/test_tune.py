@@ -39,13 +39,13 @@ def trials_of(out: Path, architecture: str) -> list[optuna.trial.FrozenTrial]:
 
 @pytest.fixture(scope="session")
 def tuned(synthetic_ptbxl, tmp_path_factory) -> Path:
-    """cnn and cnn-gru, 4 trials each, 2 epochs, the median pruner, two worker processes on one journal; built
+    """cnn and cnn-gru, 3 trials each, 2 epochs, the median pruner, two worker processes on one journal; built
     once. Read-only: use `tuned_copy` to change it."""
     from ecgkeras.cli import main
 
     def build(folder: Path) -> Path:
         main([str(a) for a in tune_args(synthetic_ptbxl, folder / "study", "--architectures", "cnn", "cnn-gru",
-                                         "--trials", "4", "--epochs", "2", "--jobs", "2")])
+                                         "--trials", "3", "--epochs", "2", "--jobs", "2")])
         return folder / "study"
 
     return built_once(tmp_path_factory, "tuned", build)
@@ -61,11 +61,11 @@ def tuned_copy(tuned, tmp_path) -> Path:
 @pytest.mark.slow
 def test_every_architecture_spends_the_same_budget_and_pruning_happens(tuned):
     summary = json.loads((tuning_dir(tuned) / SUMMARY_FILE).read_text())
-    assert summary["budget"] == {"trials": 4, "sampler_seed": 0, "pruner": "median"}
+    assert summary["budget"] == {"trials": 3, "sampler_seed": 0, "pruner": "median"}
     pruned = 0
     for architecture in ("cnn", "cnn-gru"):
         result = summary["architectures"][architecture]
-        assert sum(result["trials"].values()) == 4 and result["finished"] and result["best"]
+        assert sum(result["trials"].values()) == 3 and result["finished"] and result["best"]
         pruned += result["trials"]["pruned"]
         for trial in trials_of(tuned, architecture):
             folder = trial_folder(tuned, architecture, trial.number)
@@ -79,12 +79,12 @@ def test_every_architecture_spends_the_same_budget_and_pruning_happens(tuned):
 @pytest.mark.slow
 def test_a_rerun_continues_the_study_without_retraining(tuned_copy, synthetic_ptbxl, capsys):
     before = {path: path.stat().st_mtime_ns for path in tuning_dir(tuned_copy).rglob("metrics.json")}
-    code, out, _ = run_main(tune_args(synthetic_ptbxl, tuned_copy, "--architectures", "cnn", "cnn-gru", "--trials", "4",
+    code, out, _ = run_main(tune_args(synthetic_ptbxl, tuned_copy, "--architectures", "cnn", "cnn-gru", "--trials", "3",
                                       "--epochs", "2"), capsys)
     assert code == 0 and "cnn-gru:" in out
     assert {path: path.stat().st_mtime_ns for path in tuning_dir(tuned_copy).rglob("metrics.json")} == before
-    assert len(trials_of(tuned_copy, "cnn")) == 4
-    code, _, err = run_main(tune_args(synthetic_ptbxl, tuned_copy, "--architectures", "cnn", "--trials", "4",
+    assert len(trials_of(tuned_copy, "cnn")) == 3
+    code, _, err = run_main(tune_args(synthetic_ptbxl, tuned_copy, "--architectures", "cnn", "--trials", "3",
                                       "--epochs", "2", "--pruner", "none"), capsys)
     assert code == 2 and "another pruner" in err
 
@@ -100,7 +100,7 @@ def test_study_from_tuning_trains_the_chosen_configuration(tuned_copy, capsys):
     for run in runs:
         assert {name: run.config.parameters()[name] for name in best} == best
     table = pd.read_csv(tuned_copy / "summary" / "results_tuned.csv")
-    assert (table["recipe"] == "tuned, 4 trials").all()
+    assert (table["recipe"] == "tuned, 3 trials").all()
     assert "learning_rate=" in (tuned_copy / "summary" / "tuning.md").read_text()
     assert (tuned_copy / "summary" / "tuning_cnn_history.png").is_file()
     assert "tuning_cnn_history.png" in (tuned_copy / "report" / "index.html").read_text()
@@ -192,7 +192,7 @@ def test_the_tune_notebook_shows_the_budget_and_plots_of_a_tuning_and_trains_not
     settings = read_settings(study)
     output = tmp_path / "05_tune.ipynb"
     execute_notebook(to_ipynb("05_tune", tmp_path), output, {
-        "data_dir": str(synthetic_ptbxl), "study_dir": str(study), "architectures": ["cnn", "cnn-gru"], "trials": 4,
+        "data_dir": str(synthetic_ptbxl), "study_dir": str(study), "architectures": ["cnn", "cnn-gru"], "trials": 3,
         "parameters": {**settings.parameters}, "pruner": "median", "sampler_seed": 0})
     executed = nbformat.read(output, as_version=4)
     outputs = [o for cell in executed.cells for o in cell.get("outputs", [])]
