@@ -8,7 +8,7 @@ import os
 import time
 
 import pytest
-from helpers import completed_count, ecgkeras, finish, study_args
+from helpers import completed_count, ecgkeras, finish, run_main, study_args
 
 from ecgkeras.runs import is_complete
 from ecgkeras.study.layout import grid
@@ -32,7 +32,7 @@ def test_a_run_lock_excludes_others_and_a_dead_owners_lock_is_taken_over(tmp_pat
 
 
 @pytest.mark.slow
-def test_shards_and_a_whole_study_beside_them_train_each_run_exactly_once(synthetic_ptbxl, tmp_path):
+def test_shards_and_a_whole_study_beside_them_train_each_run_exactly_once(synthetic_ptbxl, tmp_path, capsys):
     # Two shards start at once and each trains its run; the whole study (--jobs 2) starts beside them.
     out = tmp_path / "study"
     args = study_args(synthetic_ptbxl, out, "--architectures", "cnn", "cnn-gru")
@@ -50,7 +50,7 @@ def test_shards_and_a_whole_study_beside_them_train_each_run_exactly_once(synthe
     assert all(is_complete(run_dir) for run_dir in runs)
     # shards leave aggregation to `ecgkeras aggregate`
     assert not any("summary (tables and figures)" in stdout for _, stdout, _ in sharded), results
-    rc, stdout, _ = finish(ecgkeras("status", str(out)))
+    rc, stdout, _ = run_main(["status", out], capsys)
     assert rc == 0 and "2 complete" in stdout
     if not (out / "summary").is_dir():  # the whole study skipped runs the shards were training: rerun to aggregate
         assert "running elsewhere" in beside[1]

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import completed_count, ecgkeras, finish, refused, study_args
+from helpers import completed_count, ecgkeras, finish, refused, run_main, study_args
 
 from ecgkeras.runs import is_complete, load_run
 from ecgkeras.study.layout import GRID_FILE, SLURM_DIR, SLURM_JOBS_FILE, grid
@@ -19,7 +19,7 @@ from ecgkeras.study.layout import GRID_FILE, SLURM_DIR, SLURM_JOBS_FILE, grid
 
 @pytest.mark.slow
 def test_a_grid_submitted_without_waiting_is_followed_by_status_and_aggregated_by_rerunning(
-        slurm, synthetic_ptbxl, tmp_path):
+        slurm, synthetic_ptbxl, tmp_path, capsys):
     out = tmp_path / "study"
     args = study_args(synthetic_ptbxl, out, "--architectures", "cnn", "cnn-gru", "--seeds", "0",
                       "--executor", "slurm", "--jobs", "2", "--cpus-per-run", "1", "--time", "20")
@@ -28,7 +28,7 @@ def test_a_grid_submitted_without_waiting_is_followed_by_status_and_aggregated_b
     jobs = json.loads((out / SLURM_DIR / SLURM_JOBS_FILE).read_text())
     assert sorted(jobs) == ["cnn-gru/seed-0", "cnn/seed-0"]
 
-    rc, stdout, _ = finish(ecgkeras("status", str(out)), timeout=120)
+    rc, stdout, _ = run_main(["status", out], capsys)
     states = {line.split()[0]: line.split()[1] for line in stdout.splitlines()[:-1]}
     assert rc == 0 and set(states) == set(jobs)
     assert set(states.values()) <= {"queued", "running", "complete"}, stdout
@@ -44,12 +44,12 @@ def test_a_grid_submitted_without_waiting_is_followed_by_status_and_aggregated_b
         assert jobs[run_dir.relative_to(out).as_posix()]["job_id"] == \
             f"{execution['slurm_job_id']}_{execution['slurm_array_task_id']}"
     assert "CNN-GRU" in (out / "summary" / "results_tuned.md").read_text()
-    rc, stdout, _ = finish(ecgkeras("status", str(out)), timeout=120)
+    rc, stdout, _ = run_main(["status", out], capsys)
     assert rc == 0 and stdout.splitlines()[-1] == "2 complete"
 
 
 @pytest.mark.slow
-def test_a_failing_notebook_is_reported_with_its_log_and_not_retried(slurm, synthetic_ptbxl, tmp_path):
+def test_a_failing_notebook_is_reported_with_its_log_and_not_retried(slurm, synthetic_ptbxl, tmp_path, capsys):
     out = tmp_path / "study"
     # a file where the run's staging folder goes makes its notebook fail inside the job, after planning
     (out / "cnn").mkdir(parents=True)
@@ -62,7 +62,7 @@ def test_a_failing_notebook_is_reported_with_its_log_and_not_retried(slurm, synt
     assert not is_complete(run_dir)
     log = json.loads((out / SLURM_DIR / SLURM_JOBS_FILE).read_text())["cnn/seed-0"]["log"]
     assert "cannot write the run folder" in open(log).read()
-    rc, stdout, _ = finish(ecgkeras("status", str(out)), timeout=120)
+    rc, stdout, _ = run_main(["status", out], capsys)
     assert "cnn/seed-0" in stdout and "failed" in stdout and log in stdout
 
 
