@@ -328,14 +328,20 @@ def read_wfdb(path: str | Path, fix: str = "re-download PTB-XL or regenerate the
     header_file = path.parent / f"{path.name}.hea"  # not with_suffix: a record name may contain dots
     if not header_file.is_file():
         raise EcgkerasError(f"record file missing: {header_file}; {fix}")
+    if not (path.parent / f"{path.name}.mat").is_file():  # wfdb parses the header once (half the time a record)
+        try:
+            record = wfdb.rdrecord(str(path), physical=False)
+        except Exception:  # read again step by step below, for the error that names what is broken
+            record = None
+        if record is not None and not _names_mat_files(record):
+            return record, _checked_samples(path, record, fix)
     try:
         header = wfdb.rdheader(str(path))
     except Exception as exc:  # wfdb raises ValueError/IndexError/... on broken files
         raise EcgkerasError(f"{header_file} is not a readable WFDB header ({' '.join(str(exc).split())}): give "
                             "a WFDB record (a .hea header and the signal file it names)") from exc
-    files = set(header.file_name or [])
-    if files and all(str(name).lower().endswith(".mat") for name in files):
-        return header, _read_mat(path.parent / sorted(files)[0], header, fix)
+    if _names_mat_files(header):
+        return header, _read_mat(path.parent / sorted(header.file_name)[0], header, fix)
     try:
         record = wfdb.rdrecord(str(path), physical=False)
     except FileNotFoundError as exc:  # the signal file its header names
@@ -343,6 +349,16 @@ def read_wfdb(path: str | Path, fix: str = "re-download PTB-XL or regenerate the
     except Exception as exc:
         raise EcgkerasError(f"cannot read record {path}.dat ({exc}): the file is truncated or does "
                             f"not match its header; {fix}") from exc
+    return record, _checked_samples(path, record, fix)
+
+
+def _names_mat_files(header) -> bool:
+    files = set(header.file_name or [])
+    return bool(files) and all(str(name).lower().endswith(".mat") for name in files)
+
+
+def _checked_samples(path: Path, record, fix: str) -> np.ndarray:
+    """The samples of a record wfdb read, in its header's units, after checking length and checksums."""
     if record.d_signal.shape != (record.sig_len, record.n_sig):
         raise EcgkerasError(f"record {path}.dat holds {record.d_signal.shape[0]} samples but its header "
                             f"says {record.sig_len}; {fix}")
@@ -352,7 +368,7 @@ def read_wfdb(path: str | Path, fix: str = "re-download PTB-XL or regenerate the
     signal = record.dac(return_res=32)
     if not np.isfinite(signal).all():
         raise EcgkerasError(f"record {path}.dat contains non-finite samples; exclude or repair it")
-    return header, signal
+    return signal
 
 
 def _read_mat(path: Path, header, fix: str) -> np.ndarray:
