@@ -71,10 +71,11 @@ def wheel(tmp_path_factory) -> Path:
 def environment(wheel, tmp_path_factory) -> dict[str, str]:
     """A fresh virtual environment with the wheel installed; the environment variables to use it."""
     prefix = tmp_path_factory.mktemp("venv")
-    venv.create(prefix, with_pip=True)
+    venv.create(prefix)  # no pip of its own: this environment's pip works on it (--python), 7 s less
     python = prefix / "bin" / "python"
+    pip = (sys.executable, "-m", "pip", "--python", python)
     plan = prefix / "resolution.json"
-    _run(python, "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed", "--no-index",
+    _run(*pip, "install", "--quiet", "--dry-run", "--ignore-installed", "--no-index",
          "--find-links", WHEELHOUSE, "--report", plan, f"{wheel}[slurm,postgresql]")  # the lock's extras
     resolved = {_normalized(item["metadata"]["name"]): item["metadata"]["version"]
                 for item in json.loads(plan.read_text())["install"]}
@@ -94,7 +95,7 @@ def environment(wheel, tmp_path_factory) -> dict[str, str]:
                     target = prefix / member.removeprefix(data)
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes(archive.read(member))
-    _run(python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", wheel)
+    _run(*pip, "install", "--quiet", "--no-deps", "--no-index", wheel)
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "TF_CPP_MIN_LOG_LEVEL", "ECGKERAS_QUIET", "VIRTUAL_ENV")}
     env.update(PATH=f"{prefix / 'bin'}{os.pathsep}{env['PATH']}", ECGKERAS_CACHE=str(prefix / "cache"))
@@ -138,7 +139,7 @@ def test_the_wheel_ships_notebooks_license_types_and_its_dependencies(wheel, env
     needed = {_normalized(provides[name][0]) for name in third_party}
     assert needed <= declared, f"imported but not declared: {needed - declared}"
 
-    _run("python", "-m", "pip", "check", env=environment)
+    _run(sys.executable, "-m", "pip", "--python", shutil.which("python", path=environment["PATH"]), "check")
 
 
 def test_from_an_empty_folder_synth_study_and_predict_succeed_quietly(environment, tmp_path):
