@@ -328,7 +328,7 @@ def read_wfdb(path: str | Path, fix: str = "re-download PTB-XL or regenerate the
     header_file = path.parent / f"{path.name}.hea"  # not with_suffix: a record name may contain dots
     if not header_file.is_file():
         raise EcgkerasError(f"record file missing: {header_file}; {fix}")
-    if not (path.parent / f"{path.name}.mat").is_file():  # wfdb parses the header once (half the time a record)
+    if not (path.parent / f"{path.name}.mat").is_file():  # rdrecord alone: wfdb parses the header once, not twice
         try:
             record = wfdb.rdrecord(str(path), physical=False)
         except Exception:  # read again step by step below, for the error that names what is broken
