@@ -1,15 +1,14 @@
 """Packaging (pyproject.toml): the wheel is all a user needs: built, installed into a fresh environment, used
 from an empty folder.
 
-Dependencies come from the wheelhouse `make install` downloads from the registry (pip's own cache
-stays empty here: the registry's answers are not cacheable, and a second download of TensorFlow
-would cost minutes). In a fresh environment without system site-packages pip first resolves the
-wheel's declared dependencies, and theirs, from that wheelhouse alone (--no-index, a dry run): a
-range that excludes the tested lock fails there, and every package requirements.txt pins must
-resolve to the version installed here. The fresh environment then uses the lock already installed in this one (a .pth line, so
-TensorFlow is not unpacked a second time) and gets the wheel itself: a dependency missing from the
-metadata breaks the import check and the commands below, and `pip check` verifies every declared
-range against what is installed.
+The wheel is built with its declared build backend from the registry (uv build, isolated). Its declared
+dependencies, and theirs, are resolved from the registry for a fresh environment without system
+site-packages, pinned to what this environment has installed (uv pip compile, every installed version a
+constraint): a range that excludes the tested lock fails there, and every package requirements.txt pins
+must be among the wheel's dependencies. The fresh environment then uses the lock already installed in this
+one (a .pth line, so TensorFlow is not unpacked a second time) and gets the wheel itself: a dependency
+missing from the metadata breaks the import check and the commands below, and `pip check` verifies every
+declared range against what is installed.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ from ecgkeras import __version__
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-WHEELHOUSE = Path(os.environ.get("ECGKERAS_WHEELHOUSE", Path(sys.prefix) / "wheelhouse"))
+UV = Path(sys.prefix) / "bin" / "uv"  # make install's
 START_UP_NOISE = ("absl::InitializeLog", "oneDNN", "cuda", "without encryption")
 
 
@@ -54,16 +53,12 @@ def _normalized(name: str) -> str:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     """The wheel built from a copy of the sources (the checkout is left as it was)."""
-    if not any(WHEELHOUSE.glob("tensorflow-*.whl")):  # not made by `make install`: download it once
-        _run(sys.executable, "-m", "pip", "download", "--quiet", "-d", WHEELHOUSE,
-             "-r", ROOT / "requirements.txt", "setuptools>=77")
     source = tmp_path_factory.mktemp("source")
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(ROOT / name, source / name)
     shutil.copytree(ROOT / "ecgkeras", source / "ecgkeras", ignore=shutil.ignore_patterns("__pycache__"))
     dist = tmp_path_factory.mktemp("dist")
-    _run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-index", "--find-links", WHEELHOUSE,
-         "--wheel-dir", dist, source)
+    _run(UV, "build", "--quiet", "--wheel", "--out-dir", dist, source)
     return next(dist.glob("ecgkeras-*.whl"))
 
 
@@ -73,29 +68,30 @@ def environment(wheel, tmp_path_factory) -> dict[str, str]:
     prefix = tmp_path_factory.mktemp("venv")
     venv.create(prefix)  # no pip of its own: this environment's pip works on it (--python), 7 s less
     python = prefix / "bin" / "python"
-    pip = (sys.executable, "-m", "pip", "--python", python)
-    plan = prefix / "resolution.json"
-    _run(*pip, "install", "--quiet", "--dry-run", "--ignore-installed", "--no-index",
-         "--find-links", WHEELHOUSE, "--report", plan, f"{wheel}[slurm,postgresql]")  # the lock's extras
-    resolved = {_normalized(item["metadata"]["name"]): item["metadata"]["version"]
-                for item in json.loads(plan.read_text())["install"]}
+    installed = {_normalized(dist.metadata["Name"]): dist for dist in importlib.metadata.distributions()}
+    installed.pop("ecgkeras")
+    (prefix / "installed.txt").write_text("".join(f"{name}=={dist.version}\n" for name, dist in installed.items()))
+    (prefix / "wanted.txt").write_text(f"ecgkeras[slurm,postgresql] @ {wheel.as_uri()}\n")  # the lock's extras
+    plan = _run(UV, "pip", "compile", "--quiet", "--no-header", "--no-annotate", "--python", python,
+                "--constraint", prefix / "installed.txt", prefix / "wanted.txt").stdout
+    resolved = dict(line.split("==") for line in plan.splitlines() if "==" in line)
+    assert set(resolved) <= set(installed), f"the wheel needs what the tested lock lacks: {set(resolved) - set(installed)}"
     pinned = {_normalized(re.split(r"[\s;<>=!~\[(]", line)[0]) for line in
               (ROOT / "requirements.txt").read_text().splitlines() if line.strip() and not line.startswith("#")}
-    off_lock = {name: (resolved.get(name), importlib.metadata.version(name)) for name in pinned
-                if resolved.get(name) != importlib.metadata.version(name)}
+    off_lock = {name: (resolved.get(name), installed[name].version) for name in pinned
+                if resolved.get(name) != installed[name].version}
     assert not off_lock, f"the wheel's dependencies resolve off the tested lock (resolved, locked): {off_lock}"
     site = next((prefix / "lib").glob("python*/site-packages"))
     (site / "tested-lock.pth").write_text(f"{sysconfig.get_paths()['purelib']}\n")
-    for path in WHEELHOUSE.glob("*.whl"):  # the files the resolved wheels put beside the code (the kernel spec)
-        name, version = path.name.split("-")[:2]
-        if resolved.get(_normalized(name)) == version:
-            with zipfile.ZipFile(path) as archive:
-                data = f"{name}-{version}.data/data/"
-                for member in (m for m in archive.namelist() if m.startswith(data) and not m.endswith("/")):
-                    target = prefix / member.removeprefix(data)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(archive.read(member))
-    _run(*pip, "install", "--quiet", "--no-deps", "--no-index", wheel)
+    here = Path(os.path.normpath(sys.prefix))
+    for name in resolved:  # the files the resolved distributions put beside the code (the kernel spec), not scripts
+        for path in installed[name].files or ():
+            source = Path(os.path.normpath(installed[name].locate_file(path)))
+            if path.parts[0] == ".." and source.is_relative_to(here) and source.relative_to(here).parts[0] != "bin":
+                target = prefix / source.relative_to(here)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target)
+    _run(sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--no-deps", "--no-index", wheel)
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "TF_CPP_MIN_LOG_LEVEL", "ECGKERAS_QUIET", "VIRTUAL_ENV")}
     env.update(PATH=f"{prefix / 'bin'}{os.pathsep}{env['PATH']}", ECGKERAS_CACHE=str(prefix / "cache"))
