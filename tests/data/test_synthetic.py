@@ -169,17 +169,20 @@ def test_bad_seed_is_refused(tmp_path):
         make_synthetic_ptbxl(tmp_path / "out", n_records=20, seed=-1, progress=False)
 
 
-def test_same_seed_same_bytes_other_seed_differs(tmp_path):
+def test_same_seed_same_bytes_whatever_the_worker_processes_other_seed_differs(tmp_path, monkeypatch):
     first = make_synthetic_ptbxl(tmp_path / "a", n_records=20, seed=3, progress=False)
     (tmp_path / "b").mkdir()  # an existing empty folder is filled
+    monkeypatch.setattr(synthetic, "PARALLEL_MIN_RECORDS", 10)  # two worker processes write the records
     second = make_synthetic_ptbxl(tmp_path / "b", n_records=20, seed=3, progress=False)
     other = make_synthetic_ptbxl(tmp_path / "c", n_records=20, seed=4, progress=False)
-    files = ["ptbxl_database.csv", "scp_statements.csv", "records100/00000/00005_lr.dat",
-             "records500/00000/00005_hr.dat", "records500/00000/00020_hr.hea"]
+    files = sorted(path.relative_to(first) for path in first.rglob("*") if path.is_file())
+    assert len(files) == 3 + 2 * 2 * 20 and files == sorted(
+        path.relative_to(second) for path in second.rglob("*") if path.is_file())
     for name in files:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
-    assert (first / files[0]).read_bytes() != (other / files[0]).read_bytes()
-    assert (first / files[3]).read_bytes() != (other / files[3]).read_bytes()
+    assert (first / "ptbxl_database.csv").read_bytes() != (other / "ptbxl_database.csv").read_bytes()
+    hr = "records500/00000/00005_hr.dat"
+    assert (first / hr).read_bytes() != (other / hr).read_bytes()
 
 
 def test_existing_identical_dataset_is_reused(synthetic_ptbxl):
