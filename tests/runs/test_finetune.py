@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from helpers import listing, refused
 
 from ecgkeras.runs import RunConfig, run_experiment
 from ecgkeras.study.finetune import finetune
+from ecgkeras.study.layout import GRID_FILE
 
 
 @pytest.mark.slow
@@ -35,21 +38,23 @@ def test_bad_finetune_options_are_refused_before_training(real_run, challenge_su
 
 @pytest.mark.parametrize("where", ["users_folder", "study", "inside_run"])
 def test_finetune_out_onto_a_users_folder_a_study_or_into_a_run_is_refused_before_training(
-        where, tiny_study, tmp_path, capsys):
-    parent = tiny_study / "cnn" / "seed-0"
+        where, fake_study_copy, tmp_path, capsys):
+    study = fake_study_copy  # two fake runs (no training), planned as a study's grid
+    (study / GRID_FILE).write_text(json.dumps(["cnn/seed-0", "cnn-lstm/seed-0"]))
+    parent = study / "cnn" / "seed-0"
     if where == "users_folder":
         out = tmp_path / "mine"
         out.mkdir()
         (out / "notes.txt").write_text("mine")
         fragment = "holds files that are not a run"
     else:
-        out = tiny_study if where == "study" else parent / "sub"
+        out = study if where == "study" else parent / "sub"
         fragment = "study folder" if where == "study" else "inside the run folder"
-    before = listing(tiny_study), listing(tmp_path)
+    before = listing(study), listing(tmp_path)
     refused(["finetune", "--run", parent, "--data-dir", tmp_path, "--out", out, "--epochs", "1"], capsys, fragment)
-    assert (listing(tiny_study), listing(tmp_path)) == before
+    assert (listing(study), listing(tmp_path)) == before
 
 
-def test_evaluate_out_must_be_a_json_file_and_is_checked_before_evaluating(tiny_run, tmp_path, capsys):
-    refused(["evaluate", "--run", tiny_run.run_dir, "--data-dir", tmp_path, "--out", tmp_path], capsys,
+def test_evaluate_out_must_be_a_json_file_and_is_checked_before_evaluating(fake_study, tmp_path, capsys):
+    refused(["evaluate", "--run", fake_study / "cnn" / "seed-0", "--data-dir", tmp_path, "--out", tmp_path], capsys,
             f"--out {tmp_path}", ".json file")
