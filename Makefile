@@ -19,8 +19,8 @@ install: $(STAMP)
 # requirements-dev.txt: the pinned runtime lock (requirements.txt) plus the test tools, installed by uv with
 # the package itself (editable) in one resolution: it downloads, unpacks and compiles in parallel (the whole
 # install 50 s on 2 cores from a fresh clone; 69 s when pip downloaded the wheels for uv, 98 s with pip alone).
-# uv reads its own settings, not pip's: behind a mirror set UV_DEFAULT_INDEX. Bytecode is compiled at install: where PYTHONDONTWRITEBYTECODE is set, every process that
-# imports TensorFlow would otherwise compile it again.
+# uv reads its own settings, not pip's: behind a mirror set UV_DEFAULT_INDEX. Bytecode is compiled at install:
+# where PYTHONDONTWRITEBYTECODE is set, every process that imports TensorFlow would otherwise compile it again.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "uv~=0.13.9"  # pip itself is upgraded by uv, with the lock

@@ -74,7 +74,8 @@ def environment(wheel, tmp_path_factory) -> dict[str, str]:
     (prefix / "wanted.txt").write_text(f"ecgkeras[slurm,postgresql] @ {wheel.as_uri()}\n")  # the lock's extras
     plan = _run(UV, "pip", "compile", "--quiet", "--no-header", "--no-annotate", "--python", python,
                 "--constraint", prefix / "installed.txt", prefix / "wanted.txt").stdout
-    resolved = dict(line.split("==") for line in plan.splitlines() if "==" in line)
+    resolved = {_normalized(name): version for name, version in
+                (line.split("==") for line in plan.splitlines() if "==" in line)}
     assert set(resolved) <= set(installed), f"the wheel needs what the tested lock lacks: {set(resolved) - set(installed)}"
     pinned = {_normalized(re.split(r"[\s;<>=!~\[(]", line)[0]) for line in
               (ROOT / "requirements.txt").read_text().splitlines() if line.strip() and not line.startswith("#")}
