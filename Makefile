@@ -35,7 +35,12 @@ demo: install
 # The suite on every core (pytest-xdist, idle workers take tests from busy ones; the trained runs and
 # studies the tests share are built once);
 # test-fast leaves out what trains a model, starts a kernel or installs something (@pytest.mark.slow).
-test: install
+# The Debian packages of the components the tests start for real (SLURM, PostgreSQL, Chromium) are installed
+# by one apt-get beside the Python install, when missing and root (tests/system_packages.py): 16 s on idle
+# cores, and the suite no longer waits on three installs in its middle.
+test:
+	$(PYTHON) tests/system_packages.py & packages=$$!; \
+	$(MAKE) --no-print-directory install; installed=$$?; wait $$packages && exit $$installed
 	$(BYTECODE)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 

@@ -1,12 +1,11 @@
-"""A real PostgreSQL server on 127.0.0.1 for the tests: Debian's postgresql, installed when missing (as
-root), a fresh cluster in a temporary folder of its own (pytest's are closed to other users) on a port of
-its own, run as the `postgres` user and stopped by the pid it started, its folder removed.
+"""A real PostgreSQL server on 127.0.0.1 for the tests: Debian's postgresql (installed when missing by
+tests/system_packages.py), a fresh cluster in a temporary folder of its own (pytest's are closed to other
+users) on a port of its own, run as the `postgres` user and stopped by the pid it started, its folder removed.
 `python tests/postgres_server.py` starts one by hand (Ctrl-C stops it).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
@@ -17,36 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-PACKAGE = "postgresql"
+from system_packages import ensure, postgresql_binaries
+
 SERVER_USER = "postgres"  # the server refuses to run as root; Debian's package creates this user
-
-
-def server_binaries() -> Path | None:
-    """The bin folder of the newest PostgreSQL Debian installed (/usr/lib/postgresql/<version>/bin)."""
-    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda path: int(path.parts[-3]))
-    return versions[-1].parent if versions else None
-
-
-def install_postgresql() -> Path:
-    """Install Debian's PostgreSQL if its server is missing (needs root); its bin folder."""
-    if binaries := server_binaries():
-        return binaries
-    if os.geteuid() != 0:
-        raise RuntimeError(f"PostgreSQL is not installed and installing it needs root: apt-get install {PACKAGE}")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    policy = Path("/usr/sbin/policy-rc.d")  # Debian's switch: the package must not start its own server
-    added = not policy.exists()
-    if added:
-        policy.write_text("#!/bin/sh\nexit 101\n")
-        policy.chmod(0o755)
-    try:
-        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", PACKAGE], check=True, env=env,
-                       capture_output=True)
-    finally:
-        if added:
-            policy.unlink()
-    return server_binaries()
 
 
 def _free_port() -> int:
@@ -59,7 +31,8 @@ def _free_port() -> int:
 def postgres_server() -> Iterator[str]:
     """Start a PostgreSQL server; yields its URL (postgresql://, database `postgres`, trust authentication
     on 127.0.0.1). Stopped by pid on exit, its data removed."""
-    binaries = install_postgresql()
+    ensure("postgresql")
+    binaries = postgresql_binaries()
     root = Path(tempfile.mkdtemp(prefix="ecgkeras-postgres-"))
     data, log = root / "data", root / "server.log"
     shutil.chown(root, SERVER_USER)

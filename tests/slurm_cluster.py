@@ -1,12 +1,11 @@
-"""A real single-node SLURM cluster on 127.0.0.1 for the tests: Debian's slurmctld, slurmd and munge,
-installed when missing (as root), configured under a temporary folder with ports of its own, and
-stopped by the pids it started. `python tests/slurm_cluster.py DIR` starts one by hand (Ctrl-C stops it).
+"""A real single-node SLURM cluster on 127.0.0.1 for the tests: Debian's slurmctld, slurmd and munge
+(installed when missing by tests/system_packages.py), configured under a temporary folder with ports of its
+own, and stopped by the pids it started. `python tests/slurm_cluster.py DIR` starts one by hand (Ctrl-C stops it).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -15,22 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
-DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "srun")
+from system_packages import ensure
+
 NODE = "ecgnode"
-
-
-def install_slurm() -> None:
-    """Install Debian's SLURM and munge packages if a daemon or client is missing (needs root), without their
-    recommendations (SLURM's plugin development files)."""
-    if all(shutil.which(name) or Path("/usr/sbin", name).exists() for name in DAEMONS):
-        return
-    if os.geteuid() != 0:
-        raise RuntimeError(f"SLURM is not installed and installing it needs root: apt-get install {' '.join(PACKAGES)}")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES], check=True, env=env,
-                   capture_output=True)
 
 
 def _free_port() -> int:
@@ -88,7 +74,7 @@ def _wait_for(condition, timeout: float, what: str, logs: list[Path]) -> None:
 def slurm_cluster(root: Path, cpus: int = 2) -> Iterator[dict[str, str]]:
     """Start munged, slurmctld and slurmd under `root`; yields the environment that points clients
     (sbatch, squeue, submitit) at it. The daemons are stopped by pid on exit."""
-    install_slurm()
+    ensure("slurm")
     root.mkdir(parents=True, exist_ok=True)
     for folder in ("state", "spool"):
         (root / folder).mkdir(exist_ok=True)

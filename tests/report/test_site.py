@@ -4,7 +4,6 @@ renders it; it replaces only a report folder it made, whole."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from helpers import listing, mark, run_cli_one_line
+from system_packages import ensure
 
 from ecgkeras import EcgkerasError
 from ecgkeras.cli import main
@@ -22,23 +22,17 @@ from ecgkeras.report.site import markdown_to_html, write_site
 from ecgkeras.study.layout import REPORT_KIND, SUMMARY_KIND
 
 
-CHROMIUM = ("chromium", "fonts-liberation")  # Debian's packages
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync")
 
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    """Debian's chromium and the fonts it renders with, installed with apt when missing (the test machine is
-    fresh and we are root); without the rest of its recommendations (avahi, printing, udev: 227 packages
-    instead of 35, 15 s instead of 9 s to install)."""
-    if not shutil.which("chromium"):
-        if os.geteuid() != 0:
-            pytest.fail(f"chromium is missing and installing it needs root: apt-get install {' '.join(CHROMIUM)}")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *CHROMIUM], check=True, env=env,
-                       capture_output=True)
+    """Debian's chromium and the fonts it renders with (tests/system_packages.py installs them when missing)."""
+    try:
+        ensure("chromium")
+    except RuntimeError as error:
+        pytest.fail(str(error))
     return shutil.which("chromium")
 
 
