@@ -28,7 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # --------------------------------------------------------------------------- tiny settings
 
-TINY_MODEL = {"filters": [8, 8, 16, 16], "rnn_units": 8, "head_units": 16}
+# Two conv blocks pooling by 4 give the recurrent layers as many steps as the default four pooling by 2, with
+# half the layers to trace: a tiny CNN run costs 3.1 s of CPU instead of 4.6 s, a CNN-GRU 5.2 s instead of 5.7 s
+TINY_MODEL = {"filters": [8, 16], "kernel_sizes": [7, 5], "pool_size": 4, "rnn_units": 8, "head_units": 16}
 SMALL_MODEL = {"filters": [16, 16, 32, 32], "rnn_units": 16, "head_units": 32}  # for runs that must learn
 TINY = {"epochs": 1, "batch_size": 32, "bootstrap_resamples": 10, **TINY_MODEL}  # a study's -p settings
 TINY_RUN = {**TINY, "verbose": 0}  # the same for run_experiment, without Keras' progress lines
