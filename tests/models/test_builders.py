@@ -19,8 +19,8 @@ from ecgkeras.training import TrainingConfig, train_model
 NEW = ("inception1d", "xresnet1d101", "cnn-tcn", "cnn-transformer")
 # Tiny widths of the new architectures' own parameters (the front-end's are in TINY_RUN)
 TINY_NEW = {"tcn_filters": 8, "attention_heads": 2, "transformer_units": 16, "inception_filters": 4,
-            "inception_depth": 3, "inception_kernel_size": 10, "xresnet_widths": [4, 4, 8, 8],
-            "xresnet_blocks": [1, 1, 1, 1], "xresnet_expansion": 2}
+            "inception_depth": 3, "inception_kernel_size": 10, "xresnet_widths": [4, 8],
+            "xresnet_blocks": [1, 1], "xresnet_expansion": 2}
 
 
 @pytest.fixture(scope="module")
