@@ -49,17 +49,17 @@ def missing(components=tuple(PACKAGES)) -> list[str]:
 def ensure(*components: str) -> None:
     """Install the packages of whichever of `components` are missing, in one `apt-get`; RuntimeError (one line)
     without root. Packages do not start their own services (policy-rc.d): the tests start their own."""
-    if not missing(components):
+    if not (absent := missing(components)):
         return
+    if os.geteuid() != 0:
+        packages = [package for component in absent for package in PACKAGES[component]]
+        raise RuntimeError(f"{', '.join(absent)} not installed and installing needs root: "
+                           f"apt-get install {' '.join(packages)}")
     with open(LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        absent = missing(components)
-        if not absent:
+        if not (absent := missing(components)):  # another test process installed them meanwhile
             return
         packages = [package for component in absent for package in PACKAGES[component]]
-        if os.geteuid() != 0:
-            raise RuntimeError(f"{', '.join(absent)} not installed and installing needs root: "
-                               f"apt-get install {' '.join(packages)}")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         policy = Path("/usr/sbin/policy-rc.d")  # Debian's switch: exit 101 = no service may start
         added = not policy.exists()
