@@ -24,8 +24,9 @@ IMPORT_ALL := import importlib, pkgutil, ecgkeras, ipykernel.kernelapp; \
 install: $(STAMP)
 
 # requirements-dev.txt: the pinned runtime lock (requirements.txt) plus the test tools, installed by uv with
-# the package itself (editable) in one resolution: it downloads, unpacks and compiles in parallel (the whole
-# install 50 s on 2 cores from a fresh clone; 69 s when pip downloaded the wheels for uv, 98 s with pip alone).
+# the package itself (editable) in one resolution: it downloads and unpacks in parallel (the whole install,
+# bytecode included, 50-60 s on 2 cores from a fresh clone; 69 s when pip downloaded the wheels for uv, 98 s
+# with pip alone).
 # uv reads its own settings, not pip's: behind a mirror set UV_DEFAULT_INDEX.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
