@@ -9,30 +9,24 @@ STAMP  := $(VENV)/.installed
 TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(os.cpu_count() or 1)")
 
 # Every process writes the bytecode of what it imports (into .venv and __pycache__), so each module is compiled
-# once: these machines set PYTHONDONTWRITEBYTECODE, under which each process, each kernel included, would
-# compile again whatever it imports.
+# once, by whichever process imports it first: these machines set PYTHONDONTWRITEBYTECODE, under which each
+# process, each kernel included, would compile again whatever it imports. Nothing is compiled at install: in
+# `make test` the two test workers compile what they import while they collect, on both cores (27-30 s), where
+# one process importing every module at install and the collection after it took 36-39 s on one core, then two.
 unexport PYTHONDONTWRITEBYTECODE
-# The bytecode of everything the package imports (TensorFlow, Keras, pandas, Optuna, papermill...) and of the
-# kernels, compiled at install by one process importing every ecgkeras module: 4,700 of the environment's
-# 12,600 modules, 21 s of CPU where compiling all of them (uv --compile-bytecode) took 65 s.
-IMPORT_ALL := import importlib, pkgutil, ecgkeras, ipykernel.kernelapp; \
-	[importlib.import_module(m.name) for m in pkgutil.walk_packages(ecgkeras.__path__, "ecgkeras.") \
-	 if m.name != "ecgkeras.__main__"]
 
 .PHONY: install demo test test-fast bench clean
 
 install: $(STAMP)
 
 # requirements-dev.txt: the pinned runtime lock (requirements.txt) plus the test tools, installed by uv with
-# the package itself (editable) in one resolution: it downloads and unpacks in parallel (the whole install,
-# bytecode included, 50-60 s on 2 cores from a fresh clone; 69 s when pip downloaded the wheels for uv, 98 s
-# with pip alone).
+# the package itself (editable) in one resolution: it downloads and unpacks in parallel (the whole install
+# 30-40 s on 2 cores from a fresh clone; 69 s when pip downloaded the wheels for uv, 98 s with pip alone).
 # uv reads its own settings, not pip's: behind a mirror set UV_DEFAULT_INDEX.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "uv~=0.13.9"  # pip itself is upgraded by uv, with the lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements-dev.txt -e .
-	$(BIN)/python -c '$(IMPORT_ALL)' 2>$(VENV)/import-all.log || { cat $(VENV)/import-all.log; exit 1; }
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
