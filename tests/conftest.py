@@ -27,8 +27,15 @@ REAL_PTBXL = Path(os.environ.get("PTBXL_DIR", Path(__file__).resolve().parents[2
 
 
 def pytest_collection_modifyitems(items):
-    """Slow tests first (in their order), so that the long ones do not start last on one worker."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Slow tests first (in their order), so that the long ones do not start last on one worker. pytest-xdist
+    (--dist worksteal) hands each of its N workers one contiguous Nth of the list: each Nth holds an Nth of
+    the slow tests, then of the fast ones, so every worker ends on fast tests, which the first idle one steals
+    from the others' tails."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    fast = [item for item in items if not item.get_closest_marker("slow")]
+    items[:] = [item for k in range(workers) for part in (slow, fast)
+                for item in part[k * len(part) // workers:(k + 1) * len(part) // workers]]
 
 
 @pytest.fixture(scope="session", autouse=True)
